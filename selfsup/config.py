@@ -1,0 +1,173 @@
+"""Typed configs: dataclasses with tiny defaults, `key=value` overrides, save and load.
+
+Every field carries a one-line help text in its metadata (`field(..., metadata={"help": ...})`); the
+CLI turns each field into a `--section.name` flag from it, so `--help` documents every option and no
+option exists that the config does not know. Overrides are checked: an unknown key or a value of the
+wrong type is a `UserError` naming the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from selfsup.errors import UserError
+from selfsup.io import atomic_write_json
+
+
+def option(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with a help text (shown by `--help`)."""
+    if isinstance(default, (list, dict, set)) or dataclasses.is_dataclass(default):
+        return dataclasses.field(
+            default_factory=lambda: copy.deepcopy(default), metadata={"help": help}, **kwargs
+        )
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_config(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(the non-None member of an Optional, whether None is allowed)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(members) == 1:
+            return members[0], True
+    return tp, False
+
+
+def parse_value(text: str, tp: Any, key: str) -> Any:
+    """Parse a command-line string into the field's type, or raise a UserError naming the key."""
+    base, optional = _base_type(tp)
+    if optional and text.lower() in ("none", "null", ""):
+        return None
+    try:
+        if base is bool:
+            low = text.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if base is int:
+            number = float(text) if any(c in text for c in ".eE") else int(text)  # 1e4 is fine
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        if base is float:
+            return float(text)
+        if base is str:
+            return text
+        if typing.get_origin(base) is list:
+            (item,) = typing.get_args(base)
+            return [parse_value(x.strip(), item, key) for x in text.split(",") if x.strip()]
+        if typing.get_origin(base) is typing.Literal:
+            choices = typing.get_args(base)
+            if text not in choices:
+                raise ValueError
+            return text
+    except ValueError:
+        pass
+    else:
+        raise UserError(f"config key {key!r}: unsupported type {tp}")
+    raise UserError(f"config key {key!r}: cannot read {text!r} as {_type_name(tp)}")
+
+
+def _type_name(tp: Any) -> str:
+    base, optional = _base_type(tp)
+    if typing.get_origin(base) is typing.Literal:
+        name = "one of " + "|".join(map(str, typing.get_args(base)))
+    elif typing.get_origin(base) is list:
+        name = f"comma-separated {typing.get_args(base)[0].__name__}s"
+    else:
+        name = getattr(base, "__name__", str(base))
+    return name + (" or none" if optional else "")
+
+
+def iter_fields(cfg_cls: type, prefix: str = "") -> typing.Iterator[tuple[str, Any, dataclasses.Field]]:
+    """Yield (dotted key, type, field) for every leaf field of a nested config class."""
+    hints = _field_types(cfg_cls)
+    for f in dataclasses.fields(cfg_cls):
+        tp = hints[f.name]
+        key = f"{prefix}{f.name}"
+        if _is_config(tp):
+            yield from iter_fields(tp, key + ".")
+        else:
+            yield key, tp, f
+
+
+def set_value(cfg: Any, key: str, value: Any) -> None:
+    """Set a dotted key on a nested config; raise UserError for a key that does not exist."""
+    *path, leaf = key.split(".")
+    target = cfg
+    for part in path:
+        if not dataclasses.is_dataclass(target) or not hasattr(target, part):
+            raise UserError(f"unknown config key {key!r}; see --help for the list of keys")
+        target = getattr(target, part)
+    names = {f.name for f in dataclasses.fields(target)} if dataclasses.is_dataclass(target) else set()
+    if leaf not in names or _is_config(_field_types(type(target))[leaf]):
+        raise UserError(f"unknown config key {key!r}; see --help for the list of keys")
+    setattr(target, leaf, value)
+
+
+def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
+    """Apply `section.key=value` strings (checked names and types) to a config in place."""
+    types_by_key = {k: tp for k, tp, _ in iter_fields(type(cfg))}
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r}: expected key=value, e.g. model.num_layers=4")
+        key, text = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key not in types_by_key:
+            raise UserError(f"unknown config key {key!r}; see --help for the list of keys")
+        set_value(cfg, key, parse_value(text.strip(), types_by_key[key], key))
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cfg_cls: type, data: dict[str, Any], source: str = "config") -> Any:
+    """Build a config from a (possibly partial) dict; unknown keys are a UserError naming them."""
+    hints = _field_types(cfg_cls)
+    names = {f.name for f in dataclasses.fields(cfg_cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UserError(f"{source}: unknown key(s) {', '.join(unknown)} in {cfg_cls.__name__}")
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        kwargs[name] = from_dict(tp, value, f"{source}.{name}") if _is_config(tp) else value
+    return cfg_cls(**kwargs)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    atomic_write_json(path, to_dict(cfg))
+
+
+def load_config(cfg_cls: type, path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: config file not found") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    return from_dict(cfg_cls, data, str(path))
+
+
+def field_help(f: dataclasses.Field, tp: Any) -> str:
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    return f"{f.metadata.get('help', '')} ({_type_name(tp)}; default: {default})"

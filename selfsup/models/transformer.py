@@ -1,0 +1,171 @@
+"""Transformer blocks shared by the encoder (BERT) and the decoder (GPT).
+
+Shape legend: B batch, T tokens, C width (hidden_size), H heads, D = C / H head width.
+
+Attention goes through `torch.nn.functional.scaled_dot_product_attention`, which picks a fused
+kernel where one exists (flash / memory-efficient on CUDA, a fused C++ kernel on CPU). The block
+supports both layer-norm placements: post-LN as in the original BERT ("we apply layer
+normalization after the residual", Vaswani et al. 2017; Devlin et al. 2019) and pre-LN (Xiong et
+al. 2020), which trains more stably at high learning rates and is what GPT-2 uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfsup.config import option
+
+
+@dataclass
+class TransformerConfig:
+    """Sizes of a transformer; shared by BERT and GPT. Defaults are the tiny test size."""
+
+    vocab_size: int = option(99, "vocabulary size (set from the tokenizer when a run is built)")
+    hidden_size: int = option(32, "width C of every token vector")
+    num_layers: int = option(2, "number of transformer blocks")
+    num_heads: int = option(4, "attention heads per block (hidden_size must divide by it)")
+    intermediate_size: int = option(0, "width of the feed-forward layer; 0 means 4 * hidden_size")
+    max_position: int = option(128, "size of the learned position table: the longest sequence")
+    type_vocab_size: int = option(2, "number of segment ids (2: sentence A and B)")
+    dropout: float = option(0.1, "dropout on embeddings, attention output and feed-forward")
+    attention_dropout: float = option(0.1, "dropout on attention probabilities")
+    norm_position: Literal["post", "pre"] = option(
+        "post", "layer norm after each residual (BERT) or before each sublayer (GPT-2, stabler)"
+    )
+    layer_norm_eps: float = option(1e-12, "epsilon of every LayerNorm (BERT uses 1e-12)")
+    initializer_range: float = option(0.02, "std of the normal init of weights (BERT: 0.02)")
+
+    @property
+    def ffn_size(self) -> int:
+        return self.intermediate_size or 4 * self.hidden_size
+
+    def validate(self) -> None:
+        from selfsup.errors import UserError
+
+        if self.hidden_size % self.num_heads:
+            raise UserError(
+                f"model.hidden_size={self.hidden_size} must be divisible by "
+                f"model.num_heads={self.num_heads}"
+            )
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "max_position"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"model.{name} must be positive, got {getattr(self, name)}")
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused q/k/v projection."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.num_heads = cfg.num_heads
+        self.qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
+        self.out = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.attention_dropout = cfg.attention_dropout
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        kv_cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=-1)
+        # (B, T, C) -> (B, H, T, D)
+        q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v))
+        if kv_cache is not None:
+            k, v = kv_cache.append(k, v)
+            # new queries sit at the end: a causal mask offset by the cached length
+            is_causal = is_causal and T > 1
+            if is_causal:
+                attention_mask = _offset_causal_mask(T, k.shape[2], x.device)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attention_mask,
+            dropout_p=self.attention_dropout if self.training else 0.0,
+            is_causal=is_causal and attention_mask is None,
+        )
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, H, T, D) -> (B, T, C)
+        return self.out(y)
+
+
+def _offset_causal_mask(num_new: int, num_total: int, device: torch.device) -> torch.Tensor:
+    """(num_new, num_total) bool mask: new query i may see keys up to num_total - num_new + i."""
+    past = num_total - num_new
+    rows = torch.arange(num_new, device=device)[:, None] + past
+    return torch.arange(num_total, device=device)[None, :] <= rows
+
+
+class KVCache:
+    """Keys and values of the tokens seen so far, for one layer: each new token then costs O(T)."""
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
+        return self.k, self.v
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.shape[2]
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.up = nn.Linear(cfg.hidden_size, cfg.ffn_size)
+        self.down = nn.Linear(cfg.ffn_size, cfg.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.gelu(self.up(x)))  # exact (erf) GELU, as BERT
+
+
+class Block(nn.Module):
+    """One transformer block: attention then feed-forward, each with a residual connection."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.pre_norm = cfg.norm_position == "pre"
+        self.attention = SelfAttention(cfg)
+        self.attention_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.feed_forward = FeedForward(cfg)
+        self.feed_forward_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        kv_cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        if self.pre_norm:
+            x = x + self.dropout(self.attention(self.attention_norm(x), attention_mask, is_causal, kv_cache))
+            return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+        x = self.attention_norm(x + self.dropout(self.attention(x, attention_mask, is_causal, kv_cache)))
+        return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """BERT's initialisation: normal(0, std) weights, zero biases, unit LayerNorm."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=std)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+            if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,258 @@
+"""`selfsup pretrain`: raw text in, a pretrained encoder out, in a self-contained run folder.
+
+Run folder layout:
+    run.json            marks the folder as a selfsup run (format version, architecture)
+    config.json         the resolved config: `selfsup pretrain --config RUN/config.json` repeats it
+    tokenizer/          the tokenizer (tokenizer.json, vocab.txt)
+    data/train, valid   the corpus as memory-mapped token stores (held-out split by document)
+    checkpoints/        step-NNNNNNN/ folders and a `latest` pointer, for --resume
+    metrics.jsonl       one JSON object per log line (training and held-out metrics)
+    loss_curve.png      the metrics drawn
+    model.safetensors   the final weights (encoder + objective heads)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from selfsup.config import load_config, option, save_config
+from selfsup.errors import UserError
+from selfsup.io import atomic_write_json
+from selfsup.models.transformer import TransformerConfig
+from selfsup.objectives.mlm import IGNORE_INDEX, MaskingConfig
+from selfsup.trainer import TrainConfig
+
+RUN_FORMAT = "selfsup-run"
+RUN_FORMAT_VERSION = 1
+
+
+@dataclass
+class TokenizerConfig:
+    kind: Literal["char", "wordpiece", "bpe"] = option(
+        "char", "char: one CJK character = one token; wordpiece / bpe: trained on the corpus"
+    )
+    vocab_size: int = option(8000, "largest vocabulary to train (char keeps every frequent character)")
+    min_frequency: int = option(2, "a character or merge must occur this often to enter the vocabulary")
+    lowercase: bool = option(False, "lowercase text before tokenizing")
+    vocab_file: str | None = option(None, "use this BERT vocab.txt instead of training a vocabulary")
+
+
+@dataclass
+class DataConfig:
+    corpus: str = option(
+        "peoples-daily",
+        "'peoples-daily' (built in) or a path: .txt (a sentence per line, blank line between "
+        "documents), .jsonl (a text field), or a folder of them",
+    )
+    text_field: str = option("text", "JSONL field that holds a document's text")
+    max_seq_len: int = option(128, "tokens per training sequence, [CLS] and [SEP] included")
+    heldout_fraction: float = option(0.01, "share of documents held out for evaluation")
+    word_segmenter: Literal["auto", "jieba", "none"] = option(
+        "auto", "word boundaries for whole-word masking: auto = the corpus's own when it has them"
+    )
+
+
+@dataclass
+class PretrainConfig:
+    arch: Literal["bert"] = option("bert", "model family")
+    objectives: list[str] = option(["mlm"], "comma-separated objectives: mlm, nsp, sop")
+    model: TransformerConfig = option(TransformerConfig(), "")
+    tokenizer: TokenizerConfig = option(TokenizerConfig(), "")
+    data: DataConfig = option(DataConfig(), "")
+    masking: MaskingConfig = option(MaskingConfig(), "")
+    train: TrainConfig = option(TrainConfig(), "")
+
+    def validate(self) -> None:
+        from selfsup.objectives.bert_pretraining import check_objectives
+
+        self.objectives = check_objectives(self.objectives)
+        self.masking.validate()
+        if self.data.max_seq_len > self.model.max_position:
+            raise UserError(
+                f"data.max_seq_len={self.data.max_seq_len} is larger than the position table "
+                f"(model.max_position={self.model.max_position})"
+            )
+        if not 0.0 < self.data.heldout_fraction < 1.0:
+            raise UserError(f"data.heldout_fraction must be in (0, 1), got {self.data.heldout_fraction}")
+        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
+            if getattr(self.train, name) <= 0:
+                raise UserError(f"train.{name} must be positive, got {getattr(self.train, name)}")
+
+
+# ---------------------------------------------------------------- presets
+def preset_tiny() -> PretrainConfig:
+    """Seconds on a laptop: tests and a first look (2 layers, width 32)."""
+    cfg = PretrainConfig()
+    cfg.data.max_seq_len = 64
+    cfg.model.max_position = 64
+    cfg.train.steps = 50
+    return cfg
+
+
+def preset_small() -> PretrainConfig:
+    """The 15-minute CPU run on People's Daily: 4 layers, width 256 (the issue's "small BERT")."""
+    cfg = PretrainConfig(objectives=["mlm", "sop"])
+    cfg.model = TransformerConfig(
+        hidden_size=256, num_layers=4, num_heads=4, max_position=128,
+        norm_position="pre",  # pre-LN tolerates the high learning rate a short run needs
+        dropout=0.0, attention_dropout=0.0,  # too few steps to overfit; dropout only slows learning
+        layer_norm_eps=1e-6,
+    )
+    cfg.data.max_seq_len = 128
+    cfg.train = TrainConfig(
+        steps=1200, batch_size=32, lr=1e-3,  # short runs want a high peak (cramming, Geiping 2023)
+        warmup_steps=100, schedule="linear", adam_beta2=0.98, eval_every=200, eval_batches=40,
+        checkpoint_every=100, log_every=20,
+    )
+    return cfg
+
+
+def preset_base() -> PretrainConfig:
+    """BERT-Base sizes (12 layers, width 768, 512 positions): for a GPU."""
+    cfg = PretrainConfig(objectives=["mlm", "nsp"])
+    cfg.model = TransformerConfig(hidden_size=768, num_layers=12, num_heads=12, max_position=512)
+    cfg.data.max_seq_len = 512
+    cfg.tokenizer.kind = "wordpiece"
+    cfg.tokenizer.vocab_size = 21128
+    cfg.train = TrainConfig(
+        steps=100_000, batch_size=64, grad_accum=4, lr=1e-4, warmup_steps=10_000,
+        eval_every=5000, checkpoint_every=1000, log_every=100,
+    )
+    return cfg
+
+
+PRESETS = {"tiny": preset_tiny, "small": preset_small, "base": preset_base}
+
+
+# ---------------------------------------------------------------- run folder
+def write_run_marker(run_dir: Path, kind: str, arch: str) -> None:
+    atomic_write_json(run_dir / "run.json", {"format": RUN_FORMAT, "version": RUN_FORMAT_VERSION, "kind": kind, "arch": arch})
+
+
+def read_run_marker(run_dir: Path) -> dict:
+    marker = Path(run_dir) / "run.json"
+    if not Path(run_dir).is_dir():
+        raise UserError(f"{run_dir}: no such run folder")
+    try:
+        info = json.loads(marker.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        raise UserError(f"{run_dir}: not a selfsup run (no valid run.json)") from None
+    if info.get("format") != RUN_FORMAT:
+        raise UserError(f"{marker}: not a selfsup run marker")
+    return info
+
+
+def build_tokenizer(cfg: PretrainConfig, run_dir: Path):
+    from selfsup.data.corpus import resolve_corpus
+    from selfsup.data.tokenizer import Tokenizer, train_tokenizer
+
+    tok_dir = run_dir / "tokenizer"
+    if (tok_dir / "tokenizer.json").exists():
+        return Tokenizer.load(tok_dir)
+    if cfg.tokenizer.vocab_file:
+        tok = Tokenizer.from_vocab_file(cfg.tokenizer.vocab_file, lowercase=cfg.tokenizer.lowercase)
+    else:
+        sentences = (s for doc in resolve_corpus(cfg.data.corpus, cfg.data.text_field) for s in doc.sentences)
+        tok = train_tokenizer(
+            cfg.tokenizer.kind, sentences, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency,
+            cfg.tokenizer.lowercase,
+        )
+    tok.save(tok_dir)
+    return tok
+
+
+def prepare_data(cfg: PretrainConfig, tokenizer, run_dir: Path):
+    from selfsup.data.corpus import resolve_corpus
+    from selfsup.data.token_store import TokenStore, prepare_corpus
+
+    data_dir = run_dir / "data"
+    if (data_dir / "train" / "meta.json").exists() and (data_dir / "valid" / "meta.json").exists():
+        return TokenStore.open(data_dir / "train"), TokenStore.open(data_dir / "valid")
+    segmenter = cfg.data.word_segmenter
+    if segmenter == "auto" and cfg.masking.whole_word and cfg.data.corpus != "peoples-daily":
+        segmenter = "jieba"  # whole words asked for and the corpus brings no segmentation
+    return prepare_corpus(
+        resolve_corpus(cfg.data.corpus, cfg.data.text_field), tokenizer, data_dir,
+        heldout_fraction=cfg.data.heldout_fraction, seed=cfg.train.seed, word_segmenter=segmenter,
+    )
+
+
+def special_ids(tokenizer):
+    from selfsup.data.pretraining import SpecialIds
+
+    return SpecialIds(tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id, frozenset(tokenizer.special_ids))
+
+
+def unigram_baseline(train_store, eval_batches: list[dict], special: frozenset[int]) -> dict[str, float]:
+    """Accuracy of always predicting the most frequent training token, on the held-out masks."""
+    counts = np.asarray(train_store.token_counts(), dtype=np.int64).copy()
+    counts[list(special)] = -1
+    best = int(counts.argmax())
+    labels = torch.cat([b["mlm_labels"][b["mlm_labels"] != IGNORE_INDEX] for b in eval_batches])
+    return {"eval_mlm_unigram_accuracy": float((labels == best).float().mean()), "unigram_token_id": best}
+
+
+def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> dict[str, float]:
+    """Build (or reopen) the run folder, train, and return the final held-out metrics."""
+    from selfsup.data.pretraining import BertPretrainingBatches
+    from selfsup.objectives.bert_pretraining import BertPretrainer
+    from selfsup.plots import plot_loss_curve
+    from selfsup.trainer import train
+
+    run_dir = Path(run_dir)
+    if resume:
+        read_run_marker(run_dir)
+    elif (run_dir / "run.json").exists():
+        raise UserError(f"{run_dir} already holds a run: add --resume to continue it, or choose another --out")
+    cfg = copy.deepcopy(cfg)
+    cfg.validate()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_run_marker(run_dir, "pretraining", cfg.arch)
+    tokenizer = build_tokenizer(cfg, run_dir)
+    cfg.model.vocab_size = tokenizer.vocab_size
+    save_config(cfg, run_dir / "config.json")
+    train_store, valid_store = prepare_data(cfg, tokenizer, run_dir)
+    special = special_ids(tokenizer)
+
+    def batches(store, seed):
+        return BertPretrainingBatches(
+            store, special, cfg.objectives, cfg.masking, cfg.data.max_seq_len, cfg.train.batch_size, seed
+        )
+
+    train_data, valid_data = batches(train_store, cfg.train.seed), batches(valid_store, cfg.train.seed)
+
+    class Data:  # training batches from the train split, evaluation from the held-out split
+        batch = train_data.batch
+        eval_batches = valid_data.eval_batches
+
+    torch.manual_seed(cfg.train.seed)
+    model = BertPretrainer(cfg.model, cfg.objectives)
+    baseline = {}
+    if "mlm" in cfg.objectives:
+        baseline = unigram_baseline(train_store, valid_data.eval_batches(cfg.train.eval_batches), special.all)
+
+    def plot(_step: int) -> None:
+        plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png", f"{cfg.arch} {'+'.join(cfg.objectives)}")
+
+    metrics = train(
+        model, Data(), cfg.train, run_dir, resume=resume,
+        eval_extra=lambda _m: {k: v for k, v in baseline.items() if k.startswith("eval_")},
+        on_checkpoint=plot,
+    )
+    plot(cfg.train.steps)
+    for key in list(metrics):
+        if key.endswith("mlm_loss"):
+            metrics[key.replace("_loss", "_perplexity")] = float(np.exp(metrics[key]))
+    atomic_write_json(run_dir / "final_metrics.json", metrics)
+    return metrics
+
+
+def load_pretrain_config(path: str | Path) -> PretrainConfig:
+    return load_config(PretrainConfig, path)

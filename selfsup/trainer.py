@@ -1,0 +1,252 @@
+"""The one training loop: pretraining and fine-tuning, BERT, GPT and SimCLR/BYOL alike.
+
+It talks to the rest through a small contract:
+- `data.batch(i) -> dict` gives micro-batch i of the run (a pure function of i, so resuming is
+  exact), with `batch["counts"]` (items per loss term) and `batch["num_tokens"]`;
+  `data.eval_batches(n)` gives fixed held-out batches;
+- `model(batch) -> StepOutput` gives summed loss terms (selfsup.objectives.base);
+- an optional `after_step(model, step)` hook (BYOL's EMA target update).
+
+AdamW with decoupled weight decay (none on biases and LayerNorm), linear warmup then linear or
+cosine decay, gradient clipping, gradient accumulation normalised by the items of the whole step,
+bf16 autocast on CUDA, periodic atomic checkpoints holding model, optimizer, RNG and data position.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import nn
+
+from selfsup.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from selfsup.config import option
+from selfsup.io import atomic_save_safetensors
+from selfsup.objectives.base import StepOutput
+
+
+@dataclass
+class TrainConfig:
+    steps: int = option(100, "optimizer steps in the whole run")
+    batch_size: int = option(8, "sequences (or images) per micro-batch")
+    grad_accum: int = option(1, "micro-batches per optimizer step (effective batch = batch_size * grad_accum)")
+    lr: float = option(1e-3, "peak learning rate, reached at the end of warmup")
+    weight_decay: float = option(0.01, "AdamW decoupled weight decay (not applied to biases and LayerNorm)")
+    adam_beta1: float = option(0.9, "AdamW beta1")
+    adam_beta2: float = option(0.999, "AdamW beta2 (0.98 is steadier for short, high-lr runs)")
+    warmup_steps: int = option(10, "steps of linear warmup from 0 to lr")
+    schedule: Literal["linear", "cosine", "constant"] = option("linear", "decay after warmup")
+    min_lr_ratio: float = option(0.0, "final learning rate as a fraction of lr")
+    max_grad_norm: float = option(1.0, "clip the global gradient norm to this (0 disables)")
+    eval_every: int = option(0, "evaluate every N steps (0: only at the end)")
+    eval_batches: int = option(20, "held-out batches per evaluation")
+    checkpoint_every: int = option(50, "write a checkpoint every N steps (and at the end)")
+    keep_checkpoints: int = option(2, "how many recent checkpoints to keep")
+    log_every: int = option(10, "append training metrics to metrics.jsonl every N steps")
+    seed: int = option(0, "seed of initialisation, data order, masks and dropout")
+    device: str = option("auto", "auto (cuda if available), cpu, cuda or cuda:N")
+    precision: Literal["auto", "fp32", "bf16"] = option("auto", "auto: bf16 autocast on CUDA, fp32 on CPU")
+    threads: int = option(0, "CPU threads for torch (0: leave torch's default)")
+    progress: bool = option(True, "show a progress bar")
+
+
+class BatchSource(Protocol):
+    def batch(self, index: int) -> dict: ...
+    def eval_batches(self, max_batches: int) -> list[dict]: ...
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate for optimizer step `step` (0-based)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    shape = 1.0 - progress if cfg.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+    return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * shape)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+@dataclass
+class RunningMetrics:
+    """Sums of loss and correct counts per term, over any number of micro-batches."""
+
+    loss: dict[str, float] = field(default_factory=dict)
+    correct: dict[str, float] = field(default_factory=dict)
+    count: dict[str, int] = field(default_factory=dict)
+    tokens: int = 0
+
+    def add(self, out: StepOutput, num_tokens: int) -> None:
+        self.tokens += num_tokens
+        for name, term in out.terms.items():
+            self.loss[name] = self.loss.get(name, 0.0) + float(term.loss_sum.detach())
+            self.count[name] = self.count.get(name, 0) + term.count
+            if term.num_correct is not None:
+                self.correct[name] = self.correct.get(name, 0.0) + float(term.num_correct)
+
+    def summary(self, prefix: str = "") -> dict[str, float]:
+        out = {}
+        for name, total in self.loss.items():
+            n = max(self.count[name], 1)
+            out[f"{prefix}{name}_loss"] = total / n
+            if name in self.correct:
+                out[f"{prefix}{name}_accuracy"] = self.correct[name] / n
+        return out
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: list[dict], device: torch.device, precision: str) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    metrics = RunningMetrics()
+    for batch in batches:
+        with autocast(device, precision):
+            metrics.add(model(to_device(batch, device)), batch.get("num_tokens", 0))
+    model.train(was_training)
+    return metrics.summary("eval_")
+
+
+def autocast(device: torch.device, precision: str):
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from (they will be written again)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= last_step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def train(
+    model: nn.Module,
+    data: BatchSource,
+    cfg: TrainConfig,
+    run_dir: Path,
+    resume: bool = False,
+    after_step: Callable[[nn.Module, int], None] | None = None,
+    eval_extra: Callable[[nn.Module], dict[str, float]] | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """Train `model` for cfg.steps optimizer steps, writing to run_dir; return the last eval metrics."""
+    from tqdm.auto import tqdm
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model.to(device).train()
+    optimizer = build_optimizer(model, cfg)
+    checkpoints, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
+    step = 0
+    ckpt = latest_checkpoint(checkpoints) if resume else None
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, model, optimizer)
+        step = state["step"]
+        _set_rng_state(state["rng"])
+        _truncate_metrics(metrics_path, step)
+    else:
+        torch.manual_seed(cfg.seed)  # dropout stream; weights were initialised by the caller
+        metrics_path.unlink(missing_ok=True)
+    eval_set = data.eval_batches(cfg.eval_batches)
+
+    def log(record: dict[str, Any]) -> None:
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def checkpoint(at: int) -> None:
+        save_checkpoint(checkpoints, at, model, optimizer, {"step": at, "rng": _rng_state()}, cfg.keep_checkpoints)
+        if on_checkpoint is not None:
+            on_checkpoint(at)
+
+    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+    window, window_start = RunningMetrics(), time.perf_counter()
+    last_eval: dict[str, float] = {}
+    while step < cfg.steps:
+        lr = lr_at(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        micro = [data.batch(step * cfg.grad_accum + j) for j in range(cfg.grad_accum)]
+        totals: dict[str, int] = {}
+        for mb in micro:
+            for name, n in mb["counts"].items():
+                totals[name] = totals.get(name, 0) + n
+        for mb in micro:
+            with autocast(device, cfg.precision):
+                out = model(to_device(mb, device))
+            out.total_loss(totals).backward()
+            window.add(out, mb["num_tokens"])
+        grad_norm = (
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            if cfg.max_grad_norm > 0
+            else torch.tensor(0.0)
+        )
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if after_step is not None:
+            after_step(model, step)
+        summary = window.summary()
+        elapsed = time.perf_counter() - window_start
+        bar.set_postfix(
+            loss=f"{sum(v for k, v in summary.items() if k.endswith('_loss')):.3f}",
+            tok_s=f"{window.tokens / max(elapsed, 1e-9):.0f}",
+            lr=f"{lr:.2e}",
+        )
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            log({"step": step, "lr": lr, "grad_norm": float(grad_norm), "tokens_per_s": window.tokens / elapsed, **summary})
+            window, window_start = RunningMetrics(), time.perf_counter()
+        if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
+            last_eval = evaluate(model, eval_set, device, cfg.precision)
+            if eval_extra is not None:
+                last_eval.update(eval_extra(model))
+            log({"step": step, **last_eval})
+            bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in last_eval.items()))
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            checkpoint(step)
+    bar.close()
+    if not last_eval:  # resumed a finished run: report its final evaluation again
+        last_eval = evaluate(model, eval_set, device, cfg.precision)
+        if eval_extra is not None:
+            last_eval.update(eval_extra(model))
+    atomic_save_safetensors(run_dir / "model.safetensors", model.state_dict())
+    return last_eval

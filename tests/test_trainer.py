@@ -1,0 +1,123 @@
+"""The training loop: LR schedule, accumulation equals one big batch, checkpoints, exact resume."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from selfsup.checkpoint import flatten_state, unflatten_state
+from selfsup.models.transformer import TransformerConfig
+from selfsup.objectives.bert_pretraining import BertPretrainer
+from selfsup.objectives.mlm import IGNORE_INDEX
+from selfsup.trainer import TrainConfig, lr_at, train
+
+CFG = TransformerConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4, max_position=32)
+
+
+def _random_batch(g, B=4, T=12, rate=0.3):
+    ids = torch.randint(5, 50, (B, T), generator=g)
+    labels = torch.where(torch.rand(B, T, generator=g) < rate, ids, torch.full_like(ids, IGNORE_INDEX))
+    labels[0, 1] = ids[0, 1]  # at least one masked token
+    inputs = torch.where(labels != IGNORE_INDEX, torch.full_like(ids, 4), ids)
+    sop = torch.randint(0, 2, (B,), generator=g)
+    return {
+        "input_ids": inputs, "attention_mask": torch.ones(B, T, dtype=torch.long),
+        "token_type_ids": torch.zeros(B, T, dtype=torch.long), "mlm_labels": labels, "sop_labels": sop,
+        "counts": {"mlm": int((labels != IGNORE_INDEX).sum()), "sop": B}, "num_tokens": B * T,
+    }
+
+
+class RandomData:
+    """A counter-based batch source like the real one: batch i depends on i only."""
+
+    def batch(self, index):
+        return _random_batch(torch.Generator().manual_seed(1000 + index))
+
+    def eval_batches(self, n):
+        return [_random_batch(torch.Generator().manual_seed(7 + i)) for i in range(n)]
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(steps=110, lr=1.0, warmup_steps=10, schedule="linear")
+    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(60, cfg) == pytest.approx(0.5) and lr_at(110, cfg) == pytest.approx(0.0)
+    cos = TrainConfig(steps=110, lr=1.0, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    assert lr_at(60, cos) == pytest.approx(0.55) and lr_at(110, cos) == pytest.approx(0.1)
+
+
+def test_accumulation_equals_one_big_batch():
+    torch.manual_seed(0)
+    model = BertPretrainer(TransformerConfig(**{**CFG.__dict__, "dropout": 0.0, "attention_dropout": 0.0}), ["mlm", "sop"])
+    g = torch.Generator().manual_seed(0)
+    a, b = _random_batch(g, rate=0.1), _random_batch(g, rate=0.5)  # different masked counts
+    assert a["counts"]["mlm"] != b["counts"]["mlm"]
+    totals = {k: a["counts"][k] + b["counts"][k] for k in a["counts"]}
+    for mb in (a, b):
+        model(mb).total_loss(totals).backward()
+    accumulated = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    big = {k: torch.cat([a[k], b[k]]) for k in ("input_ids", "attention_mask", "token_type_ids", "mlm_labels", "sop_labels")}
+    model(big).total_loss(totals).backward()
+    for p, g_acc in zip(model.parameters(), accumulated):
+        torch.testing.assert_close(p.grad, g_acc, atol=1e-6, rtol=1e-5)
+
+
+def test_checkpoint_state_round_trip():
+    state = {"step": 3, "rng": {"torch": torch.get_rng_state()}, "nested": [torch.ones(2), {"x": 1.5}]}
+    tensors = {}
+    layout = flatten_state(state, tensors)
+    json.dumps(layout)  # everything but tensors is plain JSON
+    back = unflatten_state(json.loads(json.dumps(layout)), tensors)
+    assert back["step"] == 3 and torch.equal(back["rng"]["torch"], state["rng"]["torch"])
+    assert torch.equal(back["nested"][0], torch.ones(2)) and back["nested"][1] == {"x": 1.5}
+
+
+class Killed(Exception):
+    pass
+
+
+def _train(run_dir, resume=False, kill_at=None):
+    torch.manual_seed(0)
+    model = BertPretrainer(CFG, ["mlm", "sop"])  # dropout on: the RNG state must be resumed too
+    cfg = TrainConfig(steps=8, batch_size=4, grad_accum=2, lr=3e-3, warmup_steps=2,
+                      checkpoint_every=3, log_every=1, eval_batches=2, progress=False)
+
+    def on_checkpoint(step):
+        if step == kill_at:
+            raise Killed
+
+    train(model, RandomData(), cfg, run_dir, resume=resume, on_checkpoint=on_checkpoint)
+    return load_file(run_dir / "model.safetensors")
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path):
+    full = _train(tmp_path / "full")
+    with pytest.raises(Killed):
+        _train(tmp_path / "cut", kill_at=6)
+    resumed = _train(tmp_path / "cut", resume=True)
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
+    steps = [json.loads(x)["step"] for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(set(steps)) == list(range(1, 9))
+    assert (tmp_path / "cut" / "checkpoints" / "latest").read_text().strip() == "step-0000008"
+
+
+def test_loss_goes_down():
+    torch.manual_seed(0)
+    model = BertPretrainer(TransformerConfig(**{**CFG.__dict__, "dropout": 0.0, "attention_dropout": 0.0}), ["mlm"])
+
+    class Fixed(RandomData):  # one batch, learned by heart
+        def batch(self, index):
+            return _random_batch(torch.Generator().manual_seed(1))
+
+        def eval_batches(self, n):
+            return [self.batch(0)]
+
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg = TrainConfig(steps=100, batch_size=4, lr=3e-3, warmup_steps=5, log_every=10, progress=False)
+        metrics = train(model, Fixed(), cfg, Path(d))
+    assert metrics["eval_mlm_loss"] < 0.2 and metrics["eval_mlm_accuracy"] == 1.0  # from ~ln 50 = 3.9
