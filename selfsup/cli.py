@@ -44,7 +44,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, cfg_cls: type, skip: set[
 
 def _collect_overrides(args: argparse.Namespace) -> list[str]:
     found = [f"{k[4:]}={v}" for k, v in vars(args).items() if k.startswith("cfg:") and v is not None]
-    return found + list(args.overrides or [])
+    return found + list(getattr(args, "overrides", []))
 
 
 def _pretrain_parser(sub) -> None:
@@ -65,7 +65,6 @@ def _pretrain_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--corpus", metavar="PATH", help="text to learn from (same as --data.corpus)")
     p.add_argument("--objectives", metavar="LIST", help="e.g. mlm or mlm,sop or mlm,nsp (same as --objectives)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.steps=500")
     _add_config_flags(p, PretrainConfig, skip={"objectives", "data.corpus"})
     p.set_defaults(func=_run_pretrain)
 
@@ -143,7 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # trailing `section.key=value` overrides may sit anywhere among the flags
+    args, extra = parser.parse_known_args(argv)
+    unknown = [x for x in extra if x.startswith("-") or "=" not in x]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = extra
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
