@@ -32,7 +32,10 @@ def flatten_state(obj: Any, tensors: dict[str, torch.Tensor], path: str = "") ->
         tensors[path] = obj
         return {TENSOR_KEY: path}
     if isinstance(obj, dict):
-        return {str(k): flatten_state(v, tensors, f"{path}.{k}" if path else str(k)) for k, v in obj.items()}
+        return {
+            str(k): flatten_state(v, tensors, f"{path}.{k}" if path else str(k))
+            for k, v in obj.items()
+        }
     if isinstance(obj, (list, tuple)):
         return [flatten_state(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
     return obj
@@ -48,12 +51,16 @@ def unflatten_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-def optimizer_state_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], Any]:
+def optimizer_state_to_files(
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], Any]:
     tensors: dict[str, torch.Tensor] = {}
     return tensors, flatten_state(optimizer.state_dict(), tensors)
 
 
-def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], layout: Any) -> None:
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], layout: Any
+) -> None:
     state = unflatten_state(layout, tensors)
     # JSON turned the integer parameter ids of "state" into strings
     state["state"] = {int(k): v for k, v in state["state"].items()}
@@ -79,7 +86,9 @@ def save_checkpoint(
     state_tensors: dict[str, torch.Tensor] = {}
     state_layout = flatten_state(trainer_state, state_tensors)
     atomic_save_safetensors(tmp / "state.safetensors", state_tensors)
-    atomic_write_json(tmp / "state.json", {"step": step, "optimizer": opt_layout, "trainer": state_layout})
+    atomic_write_json(
+        tmp / "state.json", {"step": step, "optimizer": opt_layout, "trainer": state_layout}
+    )
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -106,7 +115,9 @@ def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
     return path
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
     """Restore model and optimizer in place; return the trainer state (step, RNG, metrics...)."""
     from safetensors.torch import load_file
 

@@ -43,7 +43,9 @@ def _add_config_flags(parser: argparse.ArgumentParser, cfg_cls: type, skip: set[
 
 
 def _collect_overrides(args: argparse.Namespace) -> list[str]:
-    found = [f"{k[4:]}={v}" for k, v in vars(args).items() if k.startswith("cfg:") and v is not None]
+    found = [
+        f"{k[4:]}={v}" for k, v in vars(args).items() if k.startswith("cfg:") and v is not None
+    ]
     return found + list(getattr(args, "overrides", []))
 
 
@@ -59,12 +61,22 @@ def _pretrain_parser(sub) -> None:
         epilog=EPILOG_PRETRAIN,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="starting config (default: tiny)")
-    p.add_argument("--config", metavar="FILE", help="start from a saved config.json instead of a preset")
-    p.add_argument("--out", metavar="RUN_DIR", required=True, help="run folder to create (or resume)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument(
+        "--preset", choices=sorted(PRESETS), default="tiny", help="starting config (default: tiny)"
+    )
+    p.add_argument(
+        "--config", metavar="FILE", help="start from a saved config.json instead of a preset"
+    )
+    p.add_argument(
+        "--out", metavar="RUN_DIR", required=True, help="run folder to create (or resume)"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
     p.add_argument("--corpus", metavar="PATH", help="text to learn from (same as --data.corpus)")
-    p.add_argument("--objectives", metavar="LIST", help="e.g. mlm or mlm,sop or mlm,nsp (same as --objectives)")
+    p.add_argument(
+        "--objectives", metavar="LIST", help="e.g. mlm or mlm,sop or mlm,nsp (same as --objectives)"
+    )
     _add_config_flags(p, PretrainConfig, skip={"objectives", "data.corpus"})
     p.set_defaults(func=_run_pretrain)
 
@@ -89,7 +101,9 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     try:
         metrics = pretrain(cfg, out, resume=args.resume)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: continue with  selfsup pretrain --out {out} --resume", file=sys.stderr)
+        print(
+            f"\ninterrupted: continue with  selfsup pretrain --out {out} --resume", file=sys.stderr
+        )
         return 130
     print("final held-out metrics:")
     for key, value in metrics.items():

@@ -95,7 +95,9 @@ def _type_name(tp: Any) -> str:
     return name + (" or none" if optional else "")
 
 
-def iter_fields(cfg_cls: type, prefix: str = "") -> typing.Iterator[tuple[str, Any, dataclasses.Field]]:
+def iter_fields(
+    cfg_cls: type, prefix: str = ""
+) -> typing.Iterator[tuple[str, Any, dataclasses.Field]]:
     """Yield (dotted key, type, field) for every leaf field of a nested config class."""
     hints = _field_types(cfg_cls)
     for f in dataclasses.fields(cfg_cls):
@@ -115,7 +117,9 @@ def set_value(cfg: Any, key: str, value: Any) -> None:
         if not dataclasses.is_dataclass(target) or not hasattr(target, part):
             raise UserError(f"unknown config key {key!r}; see --help for the list of keys")
         target = getattr(target, part)
-    names = {f.name for f in dataclasses.fields(target)} if dataclasses.is_dataclass(target) else set()
+    names = (
+        {f.name for f in dataclasses.fields(target)} if dataclasses.is_dataclass(target) else set()
+    )
     if leaf not in names or _is_config(_field_types(type(target))[leaf]):
         raise UserError(f"unknown config key {key!r}; see --help for the list of keys")
     setattr(target, leaf, value)

@@ -37,7 +37,9 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
-def atomic_save_safetensors(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+def atomic_save_safetensors(
+    path: str | Path, tensors: dict, metadata: dict[str, str] | None = None
+) -> None:
     """Write a safetensors file atomically (tensors are made contiguous and detached first)."""
     from safetensors.torch import save
 

@@ -38,10 +38,16 @@ class TokenizerConfig:
     kind: Literal["char", "wordpiece", "bpe"] = option(
         "char", "char: one CJK character = one token; wordpiece / bpe: trained on the corpus"
     )
-    vocab_size: int = option(8000, "largest vocabulary to train (char keeps every frequent character)")
-    min_frequency: int = option(2, "a character or merge must occur this often to enter the vocabulary")
+    vocab_size: int = option(
+        8000, "largest vocabulary to train (char keeps every frequent character)"
+    )
+    min_frequency: int = option(
+        2, "a character or merge must occur this often to enter the vocabulary"
+    )
     lowercase: bool = option(False, "lowercase text before tokenizing")
-    vocab_file: str | None = option(None, "use this BERT vocab.txt instead of training a vocabulary")
+    vocab_file: str | None = option(
+        None, "use this BERT vocab.txt instead of training a vocabulary"
+    )
 
 
 @dataclass
@@ -80,7 +86,9 @@ class PretrainConfig:
                 f"(model.max_position={self.model.max_position})"
             )
         if not 0.0 < self.data.heldout_fraction < 1.0:
-            raise UserError(f"data.heldout_fraction must be in (0, 1), got {self.data.heldout_fraction}")
+            raise UserError(
+                f"data.heldout_fraction must be in (0, 1), got {self.data.heldout_fraction}"
+            )
         for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
             if getattr(self.train, name) <= 0:
                 raise UserError(f"train.{name} must be positive, got {getattr(self.train, name)}")
@@ -100,16 +108,23 @@ def preset_small() -> PretrainConfig:
     """The 15-minute CPU run on People's Daily: 4 layers, width 256 (the issue's "small BERT")."""
     cfg = PretrainConfig(objectives=["mlm", "sop"])
     cfg.model = TransformerConfig(
-        hidden_size=256, num_layers=4, num_heads=4, max_position=128,
+        hidden_size=256,
+        num_layers=4,
+        num_heads=4,
+        max_position=128,
         norm_position="pre",  # pre-LN tolerates the high learning rate a short run needs
-        dropout=0.0, attention_dropout=0.0,  # too few steps to overfit; dropout only slows learning
+        dropout=0.0,
+        attention_dropout=0.0,  # too few steps to overfit; dropout only slows learning
         layer_norm_eps=1e-6,
     )
     cfg.data.max_seq_len = 128
     cfg.train = TrainConfig(
-        steps=700, batch_size=32, lr=1e-3,  # ~0.9 s a step on 2 cores: 700 steps fit 15 minutes
+        steps=700,
+        batch_size=32,
+        lr=1e-3,  # ~0.9 s a step on 2 cores: 700 steps fit 15 minutes
         warmup_steps=70,  # short runs want a high peak after a short warmup (cramming, Geiping 2023) schedule="linear", adam_beta2=0.98, eval_every=200, eval_batches=40,
-        checkpoint_every=100, log_every=20,
+        checkpoint_every=100,
+        log_every=20,
     )
     return cfg
 
@@ -122,8 +137,14 @@ def preset_base() -> PretrainConfig:
     cfg.tokenizer.kind = "wordpiece"
     cfg.tokenizer.vocab_size = 21128
     cfg.train = TrainConfig(
-        steps=100_000, batch_size=64, grad_accum=4, lr=1e-4, warmup_steps=10_000,
-        eval_every=5000, checkpoint_every=1000, log_every=100,
+        steps=100_000,
+        batch_size=64,
+        grad_accum=4,
+        lr=1e-4,
+        warmup_steps=10_000,
+        eval_every=5000,
+        checkpoint_every=1000,
+        log_every=100,
     )
     return cfg
 
@@ -133,7 +154,10 @@ PRESETS = {"tiny": preset_tiny, "small": preset_small, "base": preset_base}
 
 # ---------------------------------------------------------------- run folder
 def write_run_marker(run_dir: Path, kind: str, arch: str) -> None:
-    atomic_write_json(run_dir / "run.json", {"format": RUN_FORMAT, "version": RUN_FORMAT_VERSION, "kind": kind, "arch": arch})
+    atomic_write_json(
+        run_dir / "run.json",
+        {"format": RUN_FORMAT, "version": RUN_FORMAT_VERSION, "kind": kind, "arch": arch},
+    )
 
 
 def read_run_marker(run_dir: Path) -> dict:
@@ -159,9 +183,14 @@ def build_tokenizer(cfg: PretrainConfig, run_dir: Path):
     if cfg.tokenizer.vocab_file:
         tok = Tokenizer.from_vocab_file(cfg.tokenizer.vocab_file, lowercase=cfg.tokenizer.lowercase)
     else:
-        sentences = (s for doc in resolve_corpus(cfg.data.corpus, cfg.data.text_field) for s in doc.sentences)
+        sentences = (
+            s for doc in resolve_corpus(cfg.data.corpus, cfg.data.text_field) for s in doc.sentences
+        )
         tok = train_tokenizer(
-            cfg.tokenizer.kind, sentences, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency,
+            cfg.tokenizer.kind,
+            sentences,
+            cfg.tokenizer.vocab_size,
+            cfg.tokenizer.min_frequency,
             cfg.tokenizer.lowercase,
         )
     tok.save(tok_dir)
@@ -179,24 +208,39 @@ def prepare_data(cfg: PretrainConfig, tokenizer, run_dir: Path):
     if segmenter == "auto" and cfg.masking.whole_word and cfg.data.corpus != "peoples-daily":
         segmenter = "jieba"  # whole words asked for and the corpus brings no segmentation
     return prepare_corpus(
-        resolve_corpus(cfg.data.corpus, cfg.data.text_field), tokenizer, data_dir,
-        heldout_fraction=cfg.data.heldout_fraction, seed=cfg.train.seed, word_segmenter=segmenter,
+        resolve_corpus(cfg.data.corpus, cfg.data.text_field),
+        tokenizer,
+        data_dir,
+        heldout_fraction=cfg.data.heldout_fraction,
+        seed=cfg.train.seed,
+        word_segmenter=segmenter,
     )
 
 
 def special_ids(tokenizer):
     from selfsup.data.pretraining import SpecialIds
 
-    return SpecialIds(tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id, frozenset(tokenizer.special_ids))
+    return SpecialIds(
+        tokenizer.pad_id,
+        tokenizer.cls_id,
+        tokenizer.sep_id,
+        tokenizer.mask_id,
+        frozenset(tokenizer.special_ids),
+    )
 
 
-def unigram_baseline(train_store, eval_batches: list[dict], special: frozenset[int]) -> dict[str, float]:
+def unigram_baseline(
+    train_store, eval_batches: list[dict], special: frozenset[int]
+) -> dict[str, float]:
     """Accuracy of always predicting the most frequent training token, on the held-out masks."""
     counts = np.asarray(train_store.token_counts(), dtype=np.int64).copy()
     counts[list(special)] = -1
     best = int(counts.argmax())
     labels = torch.cat([b["mlm_labels"][b["mlm_labels"] != IGNORE_INDEX] for b in eval_batches])
-    return {"eval_mlm_unigram_accuracy": float((labels == best).float().mean()), "unigram_token_id": best}
+    return {
+        "eval_mlm_unigram_accuracy": float((labels == best).float().mean()),
+        "unigram_token_id": best,
+    }
 
 
 def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> dict[str, float]:
@@ -210,7 +254,9 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> 
     if resume:
         read_run_marker(run_dir)
     elif (run_dir / "run.json").exists():
-        raise UserError(f"{run_dir} already holds a run: add --resume to continue it, or choose another --out")
+        raise UserError(
+            f"{run_dir} already holds a run: add --resume to continue it, or choose another --out"
+        )
     cfg = copy.deepcopy(cfg)
     cfg.validate()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -223,10 +269,19 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> 
 
     def batches(store, seed):
         return BertPretrainingBatches(
-            store, special, cfg.objectives, cfg.masking, cfg.data.max_seq_len, cfg.train.batch_size, seed
+            store,
+            special,
+            cfg.objectives,
+            cfg.masking,
+            cfg.data.max_seq_len,
+            cfg.train.batch_size,
+            seed,
         )
 
-    train_data, valid_data = batches(train_store, cfg.train.seed), batches(valid_store, cfg.train.seed)
+    train_data, valid_data = (
+        batches(train_store, cfg.train.seed),
+        batches(valid_store, cfg.train.seed),
+    )
 
     class Data:  # training batches from the train split, evaluation from the held-out split
         batch = train_data.batch
@@ -236,13 +291,23 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> 
     model = BertPretrainer(cfg.model, cfg.objectives)
     baseline = {}
     if "mlm" in cfg.objectives:
-        baseline = unigram_baseline(train_store, valid_data.eval_batches(cfg.train.eval_batches), special.all)
+        baseline = unigram_baseline(
+            train_store, valid_data.eval_batches(cfg.train.eval_batches), special.all
+        )
 
     def plot(_step: int) -> None:
-        plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png", f"{cfg.arch} {'+'.join(cfg.objectives)}")
+        plot_loss_curve(
+            run_dir / "metrics.jsonl",
+            run_dir / "loss_curve.png",
+            f"{cfg.arch} {'+'.join(cfg.objectives)}",
+        )
 
     metrics = train(
-        model, Data(), cfg.train, run_dir, resume=resume,
+        model,
+        Data(),
+        cfg.train,
+        run_dir,
+        resume=resume,
         eval_extra=lambda _m: {k: v for k, v in baseline.items() if k.startswith("eval_")},
         on_checkpoint=plot,
     )

@@ -35,9 +35,13 @@ from selfsup.objectives.base import StepOutput
 class TrainConfig:
     steps: int = option(100, "optimizer steps in the whole run")
     batch_size: int = option(8, "sequences (or images) per micro-batch")
-    grad_accum: int = option(1, "micro-batches per optimizer step (effective batch = batch_size * grad_accum)")
+    grad_accum: int = option(
+        1, "micro-batches per optimizer step (effective batch = batch_size * grad_accum)"
+    )
     lr: float = option(1e-3, "peak learning rate, reached at the end of warmup")
-    weight_decay: float = option(0.01, "AdamW decoupled weight decay (not applied to biases and LayerNorm)")
+    weight_decay: float = option(
+        0.01, "AdamW decoupled weight decay (not applied to biases and LayerNorm)"
+    )
     adam_beta1: float = option(0.9, "AdamW beta1")
     adam_beta2: float = option(0.999, "AdamW beta2 (0.98 is steadier for short, high-lr runs)")
     warmup_steps: int = option(10, "steps of linear warmup from 0 to lr")
@@ -51,7 +55,9 @@ class TrainConfig:
     log_every: int = option(10, "append training metrics to metrics.jsonl every N steps")
     seed: int = option(0, "seed of initialisation, data order, masks and dropout")
     device: str = option("auto", "auto (cuda if available), cpu, cuda or cuda:N")
-    precision: Literal["auto", "fp32", "bf16"] = option("auto", "auto: bf16 autocast on CUDA, fp32 on CPU")
+    precision: Literal["auto", "fp32", "bf16"] = option(
+        "auto", "auto: bf16 autocast on CUDA, fp32 on CPU"
+    )
     threads: int = option(0, "CPU threads for torch (0: leave torch's default)")
     progress: bool = option(True, "show a progress bar")
 
@@ -68,7 +74,9 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     if cfg.schedule == "constant":
         return cfg.lr
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-    shape = 1.0 - progress if cfg.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+    shape = (
+        1.0 - progress if cfg.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+    )
     return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * shape)
 
 
@@ -83,12 +91,18 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }
 
 
 @dataclass
@@ -119,7 +133,9 @@ class RunningMetrics:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: list[dict], device: torch.device, precision: str) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, batches: list[dict], device: torch.device, precision: str
+) -> dict[str, float]:
     was_training = model.training
     model.eval()
     metrics = RunningMetrics()
@@ -152,7 +168,11 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
     """Drop log lines written after the checkpoint we resume from (they will be written again)."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= last_step]
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if line and json.loads(line).get("step", 0) <= last_step
+    ]
     path.write_text("".join(line + "\n" for line in kept))
 
 
@@ -193,11 +213,20 @@ def train(
             f.write(json.dumps(record) + "\n")
 
     def checkpoint(at: int) -> None:
-        save_checkpoint(checkpoints, at, model, optimizer, {"step": at, "rng": _rng_state()}, cfg.keep_checkpoints)
+        save_checkpoint(
+            checkpoints,
+            at,
+            model,
+            optimizer,
+            {"step": at, "rng": _rng_state()},
+            cfg.keep_checkpoints,
+        )
         if on_checkpoint is not None:
             on_checkpoint(at)
 
-    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.steps, initial=step, disable=not cfg.progress, unit="step", dynamic_ncols=True
+    )
     window, window_start = RunningMetrics(), time.perf_counter()
     last_eval: dict[str, float] = {}
     while step < cfg.steps:
@@ -233,7 +262,15 @@ def train(
         )
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
-            log({"step": step, "lr": lr, "grad_norm": float(grad_norm), "tokens_per_s": window.tokens / elapsed, **summary})
+            log(
+                {
+                    "step": step,
+                    "lr": lr,
+                    "grad_norm": float(grad_norm),
+                    "tokens_per_s": window.tokens / elapsed,
+                    **summary,
+                }
+            )
             window, window_start = RunningMetrics(), time.perf_counter()
         if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
             last_eval = evaluate(model, eval_set, device, cfg.precision)

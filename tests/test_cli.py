@@ -16,8 +16,12 @@ from safetensors.torch import load_file
 from selfsup.cli import main
 
 SENTENCES = [
-    "中华人民共和国成立了。", "我们爱北京天安门。", "今天天气很好。", "人民日报发表社论。",
-    "经济建设取得新成就。", "科学技术是第一生产力。",
+    "中华人民共和国成立了。",
+    "我们爱北京天安门。",
+    "今天天气很好。",
+    "人民日报发表社论。",
+    "经济建设取得新成就。",
+    "科学技术是第一生产力。",
 ]
 TINY = ["--preset", "tiny", "train.progress=false", "train.log_every=10", "train.eval_batches=2"]
 
@@ -40,29 +44,67 @@ def test_tiny_model_overfits_tiny_corpus_and_fills_masks(tmp_path, capsys):
     corpus = _write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "run"
     code, out, err = _run(
-        ["pretrain", *TINY, "--corpus", str(corpus), "--out", str(run), "tokenizer.min_frequency=1",
-         "train.steps=300", "train.lr=5e-3", "model.dropout=0", "model.attention_dropout=0",
-         "train.batch_size=16", "data.heldout_fraction=0.2"],
+        [
+            "pretrain",
+            *TINY,
+            "--corpus",
+            str(corpus),
+            "--out",
+            str(run),
+            "tokenizer.min_frequency=1",
+            "train.steps=300",
+            "train.lr=5e-3",
+            "model.dropout=0",
+            "model.attention_dropout=0",
+            "train.batch_size=16",
+            "data.heldout_fraction=0.2",
+        ],
         capsys,
     )
     assert code == 0, err
     final = json.loads((run / "final_metrics.json").read_text())
     assert final["eval_mlm_loss"] < 0.3, final  # from ln(vocab) ~ 3.9
     assert final["eval_mlm_accuracy"] > 0.9
-    for name in ("run.json", "config.json", "tokenizer/tokenizer.json", "model.safetensors",
-                 "metrics.jsonl", "loss_curve.png", "data/train/meta.json"):
+    for name in (
+        "run.json",
+        "config.json",
+        "tokenizer/tokenizer.json",
+        "model.safetensors",
+        "metrics.jsonl",
+        "loss_curve.png",
+        "data/train/meta.json",
+    ):
         assert (run / name).exists(), name
-    code, out, _ = _run(["fill-mask", str(run), "中华人民共[MASK]国成立了。我们爱北京天安门。", "--top-k", "3"], capsys)
+    code, out, _ = _run(
+        ["fill-mask", str(run), "中华人民共[MASK]国成立了。我们爱北京天安门。", "--top-k", "3"],
+        capsys,
+    )
     assert code == 0
     assert out.splitlines()[1].split("\t")[0].strip() == "和"
 
 
 def _pretrain_subprocess(corpus: Path, run: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    args = ["pretrain", *TINY, "--corpus", str(corpus), "--out", str(run), "tokenizer.min_frequency=1",
-            "--objectives", "mlm,sop", "train.steps=120", "train.checkpoint_every=10", *extra]
-    return subprocess.Popen([sys.executable, "-m", "selfsup.cli", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    args = [
+        "pretrain",
+        *TINY,
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(run),
+        "tokenizer.min_frequency=1",
+        "--objectives",
+        "mlm,sop",
+        "train.steps=120",
+        "train.checkpoint_every=10",
+        *extra,
+    ]
+    return subprocess.Popen(
+        [sys.executable, "-m", "selfsup.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_kill_minus_9_then_resume_equals_uninterrupted_run(tmp_path):
@@ -103,7 +145,10 @@ def _bad_utf8(tmp_path):
     "make_args,message",
     [
         (lambda t: ["--corpus", str(t / "missing.txt")], "missing.txt"),
-        (lambda t: ["--corpus", str((t / "empty.txt", (t / "empty.txt").write_text("\n\n"))[0])], "empty"),
+        (
+            lambda t: ["--corpus", str((t / "empty.txt", (t / "empty.txt").write_text("\n\n"))[0])],
+            "empty",
+        ),
         (lambda t: ["--corpus", str(_bad_utf8(t))], "byte 13"),
         (lambda t: ["model.num_layerz=2"], "unknown config key 'model.num_layerz'"),
         (lambda t: ["--model.max_position", "32", "--data.max_seq_len", "64"], "position table"),
@@ -111,7 +156,9 @@ def _bad_utf8(tmp_path):
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, capsys, make_args, message):
-    code, _, err = _run(["pretrain", *TINY, "--out", str(tmp_path / "run"), *make_args(tmp_path)], capsys)
+    code, _, err = _run(
+        ["pretrain", *TINY, "--out", str(tmp_path / "run"), *make_args(tmp_path)], capsys
+    )
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("selfsup: error:"), err
@@ -127,7 +174,15 @@ def test_not_a_run_folder(tmp_path, capsys):
 
 def test_existing_run_needs_resume(tmp_path, capsys):
     corpus = _write_corpus(tmp_path / "corpus.txt", copies=2)
-    args = ["pretrain", *TINY, "--corpus", str(corpus), "--out", str(tmp_path / "r"), "train.steps=2"]
+    args = [
+        "pretrain",
+        *TINY,
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(tmp_path / "r"),
+        "train.steps=2",
+    ]
     assert _run(args, capsys)[0] == 0
     code, _, err = _run(args, capsys)
     assert code == 2 and "--resume" in err

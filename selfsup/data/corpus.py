@@ -27,7 +27,7 @@ import importlib.util
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -386,18 +386,56 @@ def words_to_document(words: list[str]) -> Document | None:
     return Document(["".join(group) for group in grouped], grouped)
 
 
-def _peoples_daily_iter(path: Path) -> Iterator[Document]:
-    for _, line in _decoded_lines(path):
+def peoples_daily_paragraphs() -> Iterator[Document]:
+    """Stream the People's Daily 1998-01 corpus one paragraph (line) at a time, with the corpus's
+    own word segmentation in `Document.words`."""
+    for _, line in _decoded_lines(_peoples_daily_path()):
         document = words_to_document(parse_tagged_words(line))
         if document is not None:
             yield document
 
 
+_HEADING_MAX_CHARS = 60
+_SENTENCE_END = re.compile("[。！？!?]")
+
+
+def is_heading(paragraph: Document) -> bool:
+    """A headline-like paragraph: short, with no sentence-ending punctuation, not a bracketed
+    photo or source note such as （新华社记者樊如钧摄）."""
+    text = "".join(paragraph.sentences)
+    return (
+        len(text) <= _HEADING_MAX_CHARS and not _SENTENCE_END.search(text) and text[0] not in "（("
+    )
+
+
+def group_articles(paragraphs: Iterable[Document]) -> Iterator[Document]:
+    """Join paragraphs into articles: a heading that follows body text starts a new article.
+
+    The corpus file has no article boundaries, but every article opens with a headline (and maybe
+    a subtitle and a dateline) before its body. The rule errs towards splitting an article (a short
+    body line without a full stop, like 同胞们、朋友们：, also starts one) rather than merging two,
+    which keeps NSP's "another document" really another article and SOP's pairs coherent.
+    """
+    current: Document | None = None
+    in_body = False
+    for paragraph in paragraphs:
+        heading = is_heading(paragraph)
+        if current is None or (heading and in_body):
+            if current is not None:
+                yield current
+            current = Document([], [])
+            in_body = False
+        current.sentences.extend(paragraph.sentences)
+        current.words.extend(paragraph.words or [[s] for s in paragraph.sentences])
+        in_body = in_body or not heading
+    if current is not None:
+        yield current
+
+
 def peoples_daily_documents() -> Iterator[Document]:
-    """Stream the People's Daily 1998-01 corpus: one Document per paragraph (line), with the
+    """Stream the People's Daily 1998-01 corpus as articles (see `group_articles`), with the
     corpus's own word segmentation in `Document.words`."""
-    path = _peoples_daily_path()
-    return _peoples_daily_iter(path)
+    return group_articles(peoples_daily_paragraphs())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -82,7 +82,9 @@ def build_instances(store: TokenStore, max_tokens: int) -> Instances:
             ends.append(current_end)
     first_piece.append(len(piece_starts))
     as_int = lambda xs: np.asarray(xs, dtype=np.int64)  # noqa: E731
-    return Instances(as_int(starts), as_int(ends), as_int(documents), as_int(first_piece), as_int(piece_starts))
+    return Instances(
+        as_int(starts), as_int(ends), as_int(documents), as_int(first_piece), as_int(piece_starts)
+    )
 
 
 class BertPretrainingBatches:
@@ -120,11 +122,14 @@ class BertPretrainingBatches:
         if len(self.order_pool) == 0:
             raise UserError("corpus has no text long enough to build a training example")
         if self.nsp and store.num_documents < 2:
-            raise UserError("nsp needs a corpus of at least 2 documents (B is drawn from another one)")
+            raise UserError(
+                "nsp needs a corpus of at least 2 documents (B is drawn from another one)"
+            )
         sentence_offsets = np.asarray(store.sentence_offsets)
         document_offsets = np.asarray(store.document_offsets)
         self.document_ranges = np.stack(
-            [sentence_offsets[document_offsets[:-1]], sentence_offsets[document_offsets[1:]]], axis=1
+            [sentence_offsets[document_offsets[:-1]], sentence_offsets[document_offsets[1:]]],
+            axis=1,
         )
         self.random_token_ids = torch.tensor(
             [i for i in range(store.vocab_size) if i not in special.all], dtype=torch.long
@@ -207,7 +212,9 @@ class BertPretrainingBatches:
         if self.mlm:
             special = torch.tensor(sorted(self.special.all))
             maskable = attention_mask.bool() & ~torch.isin(input_ids, special)
-            generator = torch.Generator().manual_seed(int(np.random.default_rng(seed).integers(2**62)))
+            generator = torch.Generator().manual_seed(
+                int(np.random.default_rng(seed).integers(2**62))
+            )
             batch["input_ids"], batch["mlm_labels"] = mask_tokens(
                 input_ids,
                 maskable,

@@ -77,7 +77,9 @@ class SelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=-1)
         # (B, T, C) -> (B, H, T, D)
-        q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v))
+        q, k, v = (
+            t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v)
+        )
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)
             # new queries sit at the end: a causal mask offset by the cached length
@@ -150,9 +152,13 @@ class Block(nn.Module):
         kv_cache: KVCache | None = None,
     ) -> torch.Tensor:
         if self.pre_norm:
-            x = x + self.dropout(self.attention(self.attention_norm(x), attention_mask, is_causal, kv_cache))
+            x = x + self.dropout(
+                self.attention(self.attention_norm(x), attention_mask, is_causal, kv_cache)
+            )
             return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
-        x = self.attention_norm(x + self.dropout(self.attention(x, attention_mask, is_causal, kv_cache)))
+        x = self.attention_norm(
+            x + self.dropout(self.attention(x, attention_mask, is_causal, kv_cache))
+        )
         return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))
 
 

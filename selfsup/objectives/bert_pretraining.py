@@ -54,7 +54,11 @@ class SentenceOrder(_PairObjective):
     label_key = "sop_labels"
 
 
-OBJECTIVES: dict[str, type[nn.Module]] = {"mlm": MaskedLM, "nsp": NextSentence, "sop": SentenceOrder}
+OBJECTIVES: dict[str, type[nn.Module]] = {
+    "mlm": MaskedLM,
+    "nsp": NextSentence,
+    "sop": SentenceOrder,
+}
 PAIR_OBJECTIVES = frozenset({"nsp", "sop"})
 
 
@@ -74,12 +78,18 @@ class BertPretrainer(nn.Module):
     def __init__(self, cfg: TransformerConfig, objectives: list[str]) -> None:
         super().__init__()
         self.encoder = BertModel(cfg)
-        self.objectives = nn.ModuleDict({n: OBJECTIVES[n](cfg) for n in check_objectives(objectives)})
+        self.objectives = nn.ModuleDict(
+            {n: OBJECTIVES[n](cfg) for n in check_objectives(objectives)}
+        )
         init_weights(self.objectives, cfg.initializer_range)
         for objective in self.objectives.values():  # BERT starts the MLM output bias at zero
             if isinstance(objective, MaskedLM):
                 nn.init.zeros_(objective.head.bias)
 
     def forward(self, batch: dict) -> StepOutput:
-        hidden = self.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-        return StepOutput({n: obj(self.encoder, hidden, batch) for n, obj in self.objectives.items()})
+        hidden = self.encoder(
+            batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+        )
+        return StepOutput(
+            {n: obj(self.encoder, hidden, batch) for n, obj in self.objectives.items()}
+        )

@@ -39,14 +39,20 @@ IGNORE_INDEX = -100  # label of positions that carry no loss (PyTorch's cross_en
 class MaskingConfig:
     rate: float = option(0.15, "fraction of tokens chosen for prediction (BERT: 0.15)")
     replace_with_mask: float = option(0.8, "share of chosen tokens replaced by [MASK] (BERT: 0.8)")
-    replace_with_random: float = option(0.1, "share replaced by a random token (BERT: 0.1); the rest stay unchanged")
-    whole_word: bool = option(False, "choose whole words (corpus or jieba segmentation), not single tokens")
+    replace_with_random: float = option(
+        0.1, "share replaced by a random token (BERT: 0.1); the rest stay unchanged"
+    )
+    whole_word: bool = option(
+        False, "choose whole words (corpus or jieba segmentation), not single tokens"
+    )
 
     def validate(self) -> None:
         if not 0.0 < self.rate < 1.0:
             raise UserError(f"masking.rate must be in (0, 1), got {self.rate}")
         if self.replace_with_mask < 0 or self.replace_with_random < 0:
-            raise UserError("masking.replace_with_mask and masking.replace_with_random must be >= 0")
+            raise UserError(
+                "masking.replace_with_mask and masking.replace_with_random must be >= 0"
+            )
         if self.replace_with_mask + self.replace_with_random > 1.0 + 1e-9:
             raise UserError(
                 "masking.replace_with_mask + masking.replace_with_random must be <= 1 "
@@ -128,7 +134,10 @@ class MaskedLMResult:
 
 
 def masked_lm_loss(
-    head: MaskedLMHead, hidden_states: torch.Tensor, word_embeddings: torch.Tensor, labels: torch.Tensor
+    head: MaskedLMHead,
+    hidden_states: torch.Tensor,
+    word_embeddings: torch.Tensor,
+    labels: torch.Tensor,
 ) -> MaskedLMResult:
     """Cross entropy at the masked positions only, with the projection computed only there."""
     where = labels != IGNORE_INDEX  # (B, T)
