@@ -118,11 +118,16 @@ def preset_small() -> PretrainConfig:
         layer_norm_eps=1e-6,
     )
     cfg.data.max_seq_len = 128
+    cfg.data.heldout_fraction = 0.02  # ~70 articles, ~37k characters: accuracy within about +-1%
     cfg.train = TrainConfig(
-        steps=700,
+        steps=700,  # ~1.1 s a step on 2 cores: 700 steps and the evaluations fit 15 minutes
         batch_size=32,
-        lr=1e-3,  # ~0.9 s a step on 2 cores: 700 steps fit 15 minutes
-        warmup_steps=70,  # short runs want a high peak after a short warmup (cramming, Geiping 2023) schedule="linear", adam_beta2=0.98, eval_every=200, eval_batches=40,
+        lr=1e-3,  # short runs want a high peak after a short warmup (cramming, Geiping 2023)
+        warmup_steps=70,
+        schedule="linear",
+        adam_beta2=0.98,  # steadier second-moment estimate early in a short run
+        eval_every=100,
+        eval_batches=40,
         checkpoint_every=100,
         log_every=20,
     )
