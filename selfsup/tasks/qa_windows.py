@@ -53,6 +53,9 @@ class WindowConfig:
     `stride` tokens apart, so they overlap by (context tokens per window - stride) tokens. `stride`
     may not exceed the context tokens per window of the longest kept question
     (`max_seq_len - max_question_len - 3`), or tokens between two windows would be seen by none.
+    An answer is predicted only from the max-context window of its first token; with an overlap of
+    at least 2 * max_answer_len - 1 tokens that window always holds the whole answer (the defaults
+    overlap by 189 or more), while with less a long answer may be cut at a window edge.
     """
 
     max_seq_len: int = 384  # tokens per window, [CLS] and both [SEP] included
