@@ -234,18 +234,24 @@ def special_ids(tokenizer):
     )
 
 
-def unigram_baseline(
+def heldout_baselines(
     train_store, eval_batches: list[dict], special: frozenset[int]
 ) -> dict[str, float]:
-    """Accuracy of always predicting the most frequent training token, on the held-out masks."""
-    counts = np.asarray(train_store.token_counts(), dtype=np.int64).copy()
-    counts[list(special)] = -1
-    best = int(counts.argmax())
-    labels = torch.cat([b["mlm_labels"][b["mlm_labels"] != IGNORE_INDEX] for b in eval_batches])
-    return {
-        "eval_mlm_unigram_accuracy": float((labels == best).float().mean()),
-        "unigram_token_id": best,
-    }
+    """What a model blind to context scores on the held-out batches: for MLM, always predicting
+    the most frequent training token (on the same masks); for NSP/SOP, the majority label."""
+    out: dict[str, float] = {}
+    if eval_batches and "mlm_labels" in eval_batches[0]:
+        counts = np.asarray(train_store.token_counts(), dtype=np.int64).copy()
+        counts[list(special)] = -1
+        best = int(counts.argmax())
+        labels = torch.cat([b["mlm_labels"][b["mlm_labels"] != IGNORE_INDEX] for b in eval_batches])
+        out["eval_mlm_unigram_accuracy"] = float((labels == best).float().mean())
+    for name in ("nsp", "sop"):
+        if eval_batches and f"{name}_labels" in eval_batches[0]:
+            labels = torch.cat([b[f"{name}_labels"] for b in eval_batches])
+            share = (labels[labels != IGNORE_INDEX] == 0).float().mean().item()
+            out[f"eval_{name}_majority"] = max(share, 1.0 - share)
+    return out
 
 
 def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> dict[str, float]:
@@ -294,11 +300,9 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> 
 
     torch.manual_seed(cfg.train.seed)
     model = BertPretrainer(cfg.model, cfg.objectives)
-    baseline = {}
-    if "mlm" in cfg.objectives:
-        baseline = unigram_baseline(
-            train_store, valid_data.eval_batches(cfg.train.eval_batches), special.all
-        )
+    baseline = heldout_baselines(
+        train_store, valid_data.eval_batches(cfg.train.eval_batches), special.all
+    )
 
     def plot(_step: int) -> None:
         plot_loss_curve(
@@ -313,7 +317,7 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> 
         cfg.train,
         run_dir,
         resume=resume,
-        eval_extra=lambda _m: {k: v for k, v in baseline.items() if k.startswith("eval_")},
+        eval_extra=lambda _m: baseline,
         on_checkpoint=plot,
     )
     plot(cfg.train.steps)

@@ -1,0 +1,117 @@
+"""Did pretraining learn anything? A report on a finished pretraining run.
+
+`python -m selfsup.experiments.pretraining_report RUN` prints:
+- held-out MLM accuracy and perplexity next to the best unigram baseline (always predicting the
+  most frequent training token) on the *same* held-out masks;
+- NSP and SOP accuracy next to chance (the majority label of the held-out pairs);
+- fill-mask on held-out sentences: one character of each is masked (seeded), and we show the
+  model's top 5 and whether the hidden character is among them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from selfsup.errors import UserError
+
+
+def _is_cjk(char: str) -> bool:
+    return "\u4e00" <= char <= "\u9fff"
+
+
+def heldout_sentences(run_dir: Path, count: int, seed: int) -> list[str]:
+    """Sentences of the held-out split, decoded, of 8 to 40 characters."""
+    from selfsup.data.token_store import TokenStore
+    from selfsup.data.tokenizer import Tokenizer
+
+    store = TokenStore.open(run_dir / "data" / "valid")
+    tok = Tokenizer.load(run_dir / "tokenizer")
+    rng = np.random.default_rng(seed)
+    chosen: list[str] = []
+    for s in rng.permutation(store.num_sentences):
+        lo, hi = int(store.sentence_offsets[s]), int(store.sentence_offsets[s + 1])
+        text = tok.decode(store.tokens[lo:hi].tolist())
+        if 8 <= len(text) <= 40 and "[UNK]" not in text and sum(map(_is_cjk, text)) >= 6:
+            chosen.append(text)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def fill_mask_table(
+    run_dir: Path, count: int = 12, seed: int = 0
+) -> tuple[list[str], float, float]:
+    """Lines of the fill-mask table, top-1 and top-5 hit rates on the masked characters."""
+    from selfsup.inference import fill_mask, load_pretrained
+
+    run = load_pretrained(run_dir)
+    rng = np.random.default_rng(seed + 1)
+    lines, top1, top5 = [], 0, 0
+    sentences = heldout_sentences(run_dir, count, seed)
+    for text in sentences:
+        positions = [i for i, c in enumerate(text) if _is_cjk(c)]
+        i = int(rng.choice(positions))
+        masked = text[:i] + "[MASK]" + text[i + 1 :]
+        (pred,) = fill_mask(run, masked, top_k=5)
+        guesses = [t for t, _ in pred.candidates]
+        top1 += guesses[0] == text[i]
+        top5 += text[i] in guesses
+        shown = " ".join(f"{t}({p:.2f})" for t, p in pred.candidates)
+        lines.append(f"| {masked} | {text[i]} | {shown} |")
+    n = max(len(sentences), 1)
+    return lines, top1 / n, top5 / n
+
+
+def report(run_dir: str | Path, count: int = 12, seed: int = 0) -> str:
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / "final_metrics.json"
+    if not metrics_path.exists():
+        raise UserError(f"{run_dir}: no final_metrics.json (has the run finished?)")
+    m = json.loads(metrics_path.read_text())
+    out = ["| metric | model | baseline |", "|---|---|---|"]
+    if "eval_mlm_accuracy" in m:
+        out.append(
+            f"| held-out MLM accuracy | {m['eval_mlm_accuracy']:.3f} | {m['eval_mlm_unigram_accuracy']:.3f} (most frequent token) |"
+        )
+        out.append(f"| held-out MLM perplexity | {m['eval_mlm_perplexity']:.1f} | |")
+    for name in ("nsp", "sop"):
+        if f"eval_{name}_accuracy" in m:
+            chance = m.get(f"eval_{name}_majority", 0.5)
+            out.append(
+                f"| held-out {name.upper()} accuracy | {m[f'eval_{name}_accuracy']:.3f} | {chance:.3f} (majority label) |"
+            )
+    lines, top1, top5 = fill_mask_table(run_dir, count, seed)
+    out += [
+        "",
+        f"fill-mask on {len(lines)} held-out sentences: top-1 {top1:.2f}, top-5 {top5:.2f}",
+        "",
+    ]
+    out += ["| masked sentence | hidden | top 5 |", "|---|---|---|", *lines]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run", help="a finished selfsup pretraining run folder")
+    parser.add_argument(
+        "--sentences", type=int, default=12, help="held-out sentences to fill (default 12)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        print(report(args.run, args.sentences, args.seed))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
