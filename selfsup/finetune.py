@@ -377,13 +377,22 @@ def load_finetuned(run_dir: str | Path, device: str = "cpu") -> FinetunedRun:
 
 def answer_questions(run: FinetunedRun, examples: list) -> list:
     """SpanPrediction for every QAExample (passages of any length: windows, best span overall)."""
-    from selfsup.tasks.base import predict_logits
-
     if run.config.task.kind != "qa":
         raise UserError(
             f"this run was fine-tuned for {run.config.task.kind}, not for question answering"
         )
+    return predict_split(run, examples)
+
+
+def predict_split(run: FinetunedRun, examples: list) -> list:
+    """Predictions of a fine-tuned run on examples: labels, per-unit tags, or answer spans."""
+    from selfsup.tasks.base import predict_logits
+
     features = run.task.encode(examples, training=False)
     device = next(run.model.parameters()).device
     outputs = predict_logits(run.model, features, run.task.collate, device=device)
-    return run.task.predict(examples, features, outputs)
+    if run.config.task.kind == "qa":
+        return run.task.predict(examples, features, outputs)
+    if run.config.task.kind == "tagging":
+        return run.task.predict(features, outputs)
+    return run.task.predict(outputs)

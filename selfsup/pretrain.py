@@ -117,13 +117,17 @@ def preset_small() -> PretrainConfig:
         attention_dropout=0.0,  # too few steps to overfit; dropout only slows learning
         layer_norm_eps=1e-6,
     )
+    # 40% of tokens predicted instead of 15%: 2.7x the training signal per step, which a short run
+    # needs most (Wettig et al. 2023, "Should You Mask 15% in Masked Language Modeling?"); measured
+    # here: 9.8% vs 6.1% held-out accuracy (15% masks) after 200 steps. Evaluation keeps BERT's 15%.
+    cfg.masking.rate = 0.4
     cfg.data.max_seq_len = 128
     cfg.data.heldout_fraction = 0.02  # ~70 articles, ~37k characters: accuracy within about +-1%
     cfg.train = TrainConfig(
-        steps=600,  # ~1.3 s a step on 2 cores: 600 steps and the evaluations fit 15 minutes
+        steps=750,  # ~1.05 s a step on 2 quiet cores: 750 steps and the evaluations fit 15 minutes
         batch_size=32,
         lr=1e-3,  # short runs want a high peak after a short warmup (cramming, Geiping 2023)
-        warmup_steps=60,
+        warmup_steps=75,
         schedule="linear",
         adam_beta2=0.98,  # steadier second-moment estimate early in a short run
         eval_every=100,
@@ -278,21 +282,22 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> 
     train_store, valid_store = prepare_data(cfg, tokenizer, run_dir)
     special = special_ids(tokenizer)
 
-    def batches(store, seed):
+    def batches(store, seed, masking):
         return BertPretrainingBatches(
             store,
             special,
             cfg.objectives,
-            cfg.masking,
+            masking,
             cfg.data.max_seq_len,
             cfg.train.batch_size,
             seed,
         )
 
-    train_data, valid_data = (
-        batches(train_store, cfg.train.seed),
-        batches(valid_store, cfg.train.seed),
-    )
+    # held-out masks are BERT's standard 15% / 80-10-10 whatever the training masks, so held-out
+    # accuracy compares across runs (only whole-word choice follows the training config)
+    eval_masking = MaskingConfig(whole_word=cfg.masking.whole_word)
+    train_data = batches(train_store, cfg.train.seed, cfg.masking)
+    valid_data = batches(valid_store, cfg.train.seed, eval_masking)
 
     class Data:  # training batches from the train split, evaluation from the held-out split
         batch = train_data.batch
