@@ -87,35 +87,43 @@ def _pretrain_parser(sub) -> None:
     p.set_defaults(func=_run_pretrain)
 
 
-def _run_pretrain(args: argparse.Namespace) -> int:
+def _config_from_args(args: argparse.Namespace, cfg_cls: type, presets: dict, extra: list[str]):
+    """The config a run command starts from (saved config on --resume, --config, or a preset),
+    with every flag and trailing override applied."""
     from selfsup.config import apply_overrides, load_config
-    from selfsup.pretrain import PRESETS, PretrainConfig, pretrain
 
     out = Path(args.out)
     if args.resume and (out / "config.json").exists():
-        cfg = load_config(PretrainConfig, out / "config.json")
+        cfg = load_config(cfg_cls, out / "config.json")
     elif args.config:
-        cfg = load_config(PretrainConfig, args.config)
+        cfg = load_config(cfg_cls, args.config)
     else:
-        cfg = PRESETS[args.preset]()
-    overrides = _collect_overrides(args)
-    if args.corpus:
-        overrides.append(f"data.corpus={args.corpus}")
-    if args.objectives:
-        overrides.append(f"objectives={args.objectives}")
-    apply_overrides(cfg, overrides)
+        cfg = presets[args.preset]()
+    return apply_overrides(cfg, _collect_overrides(args) + extra)
+
+
+def _train_and_report(command: str, run, cfg, args: argparse.Namespace) -> int:
+    """Run a training function; Ctrl-C says how to resume; print the final metrics."""
+    out = Path(args.out)
     try:
-        metrics = pretrain(cfg, out, resume=args.resume)
+        metrics = run(cfg, out, resume=args.resume)
     except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: continue with  selfsup pretrain --out {out} --resume", file=sys.stderr
-        )
+        print(f"\ninterrupted: continue with  selfsup {command} --out {out} --resume", file=sys.stderr)
         return 130
-    print("final held-out metrics:")
+    print("final metrics:")
     for key, value in metrics.items():
         print(f"  {key:32s} {value:.4f}")
     print(f"run folder: {out}  (loss curve: {out / 'loss_curve.png'})")
     return 0
+
+
+def _run_pretrain(args: argparse.Namespace) -> int:
+    from selfsup.pretrain import PRESETS, PretrainConfig, pretrain
+
+    extra = [f"data.corpus={args.corpus}"] if args.corpus else []
+    extra += [f"objectives={args.objectives}"] if args.objectives else []
+    cfg = _config_from_args(args, PretrainConfig, PRESETS, extra)
+    return _train_and_report("pretrain", pretrain, cfg, args)
 
 
 def _fill_mask_parser(sub) -> None:
@@ -202,36 +210,13 @@ def _finetune_parser(sub) -> None:
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
-    from selfsup.config import apply_overrides, load_config
     from selfsup.finetune import PRESETS, FinetuneConfig, finetune
 
-    out = Path(args.out)
-    if args.resume and (out / "config.json").exists():
-        cfg = load_config(FinetuneConfig, out / "config.json")
-    elif args.config:
-        cfg = load_config(FinetuneConfig, args.config)
-    else:
-        cfg = PRESETS[args.preset]()
-    overrides = _collect_overrides(args)
-    if args.init:
-        overrides.append(f"init={args.init}")
-    if args.random_init:
-        overrides.append("random_init=true")
-    if args.task:
-        overrides.append(f"task.name={args.task}")
-    apply_overrides(cfg, overrides)
-    try:
-        metrics = finetune(cfg, out, resume=args.resume)
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: continue with  selfsup finetune --out {out} --resume", file=sys.stderr
-        )
-        return 130
-    print("final metrics:")
-    for key, value in metrics.items():
-        print(f"  {key:32s} {value:.4f}")
-    print(f"run folder: {out}")
-    return 0
+    extra = [f"init={args.init}"] if args.init else []
+    extra += ["random_init=true"] if args.random_init else []
+    extra += [f"task.name={args.task}"] if args.task else []
+    cfg = _config_from_args(args, FinetuneConfig, PRESETS, extra)
+    return _train_and_report("finetune", finetune, cfg, args)
 
 
 def _ask_parser(sub) -> None:

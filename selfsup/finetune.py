@@ -30,7 +30,7 @@ from selfsup.errors import UserError
 from selfsup.io import atomic_write_json
 from selfsup.models.bert import BertModel
 from selfsup.models.transformer import TransformerConfig
-from selfsup.pretrain import TokenizerConfig, read_run_marker, write_run_marker
+from selfsup.pretrain import TokenizerConfig, check_run_dir, read_run_marker, write_run_marker
 from selfsup.trainer import TrainConfig
 
 KINDS = ("classification", "pair", "tagging", "qa")
@@ -251,13 +251,7 @@ def finetune(cfg: FinetuneConfig, run_dir: str | Path, resume: bool = False) -> 
     from selfsup.tasks.base import FeatureBatches, FinetuneModel, predict_logits
     from selfsup.trainer import resolve_device, train
 
-    run_dir = Path(run_dir)
-    if resume:
-        read_run_marker(run_dir)
-    elif (run_dir / "run.json").exists():
-        raise UserError(
-            f"{run_dir} already holds a run: add --resume to continue it, or choose another --out"
-        )
+    run_dir = check_run_dir(run_dir, resume)
     cfg = copy.deepcopy(cfg)
     data = load_task_data(cfg.task)
     kind = data.kind if cfg.task.kind == "auto" else cfg.task.kind

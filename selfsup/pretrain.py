@@ -182,6 +182,18 @@ def read_run_marker(run_dir: Path) -> dict:
     return info
 
 
+def check_run_dir(run_dir: str | Path, resume: bool) -> Path:
+    """A run folder to resume must hold a run; a new one must not (nothing is overwritten)."""
+    run_dir = Path(run_dir)
+    if resume:
+        read_run_marker(run_dir)
+    elif (run_dir / "run.json").exists():
+        raise UserError(
+            f"{run_dir} already holds a run: add --resume to continue it, or choose another --out"
+        )
+    return run_dir
+
+
 def build_tokenizer(cfg: PretrainConfig, run_dir: Path):
     from selfsup.data.corpus import resolve_corpus
     from selfsup.data.tokenizer import Tokenizer, train_tokenizer
@@ -265,13 +277,7 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> 
     from selfsup.plots import plot_loss_curve
     from selfsup.trainer import train
 
-    run_dir = Path(run_dir)
-    if resume:
-        read_run_marker(run_dir)
-    elif (run_dir / "run.json").exists():
-        raise UserError(
-            f"{run_dir} already holds a run: add --resume to continue it, or choose another --out"
-        )
+    run_dir = check_run_dir(run_dir, resume)
     cfg = copy.deepcopy(cfg)
     cfg.validate()
     run_dir.mkdir(parents=True, exist_ok=True)
