@@ -37,7 +37,7 @@ DEV_METRIC = {"sentiment": "dev_accuracy", "ner": "dev_span_f1"}
 @dataclass
 class DemoConfig:
     pretrain_steps: int = option(300, "pretraining steps (small BERT, batch 32 x 128 tokens)")
-    finetune_steps: int = option(150, "fine-tuning steps per run, the same for both arms")
+    finetune_steps: int = option(100, "fine-tuning steps per run, the same for both arms")
     finetune_batch_size: int = option(32, "fine-tuning batch size")
     max_seq_len: int = option(64, "fine-tuning sequence length")
     learning_rates: list[float] = option(
