@@ -34,7 +34,9 @@ def segmentation_rows(seg_run: str | None) -> list[tuple[str, float, float, floa
     start = time.perf_counter()
     predicted = [list(jieba.cut(e.text)) for e in test]
     prf = segmentation_prf(gold, predicted)
-    rows.append(("jieba 0.42 (peer)", prf.precision, prf.recall, prf.f1, time.perf_counter() - start))
+    rows.append(
+        ("jieba 0.42 (peer)", prf.precision, prf.recall, prf.f1, time.perf_counter() - start)
+    )
     if seg_run:
         from selfsup.finetune import load_finetuned, predict_split
 
@@ -43,7 +45,9 @@ def segmentation_rows(seg_run: str | None) -> list[tuple[str, float, float, floa
         tags = predict_split(run, test)
         predicted = [words_from_bmes(e.text, t) for e, t in zip(test, tags)]
         prf = segmentation_prf(gold, predicted)
-        rows.append((f"selfsup ({seg_run})", prf.precision, prf.recall, prf.f1, time.perf_counter() - start))
+        rows.append(
+            (f"selfsup ({seg_run})", prf.precision, prf.recall, prf.f1, time.perf_counter() - start)
+        )
     return rows
 
 
@@ -54,19 +58,29 @@ def sentiment_rows(sentiment_run: str | None) -> list[tuple[str, float, float]]:
     gold = [e.label for e in test]
     start = time.perf_counter()
     predicted = ["pos" if SnowNLP(e.text).sentiments >= 0.5 else "neg" for e in test]
-    rows = [("snownlp 0.12 (peer; trained on this test split too)", accuracy(gold, predicted), time.perf_counter() - start)]
+    rows = [
+        (
+            "snownlp 0.12 (peer; trained on this test split too)",
+            accuracy(gold, predicted),
+            time.perf_counter() - start,
+        )
+    ]
     if sentiment_run:
         from selfsup.finetune import load_finetuned, predict_split
 
         run = load_finetuned(sentiment_run)
         start = time.perf_counter()
         predicted = predict_split(run, test)
-        rows.append((f"selfsup ({sentiment_run})", accuracy(gold, predicted), time.perf_counter() - start))
+        rows.append(
+            (f"selfsup ({sentiment_run})", accuracy(gold, predicted), time.perf_counter() - start)
+        )
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seg-run", help="a selfsup run fine-tuned on the seg task")
     parser.add_argument("--sentiment-run", help="a selfsup run fine-tuned on the sentiment task")
     args = parser.parse_args()

@@ -38,7 +38,10 @@ VARIANTS = {
 def run_variant(run: Path, name: str, steps_at_32: int, out: Path) -> dict[str, float]:
     v = VARIANTS[name]
     tok = Tokenizer.load(run / "tokenizer")
-    train_store, valid_store = TokenStore.open(run / "data/train"), TokenStore.open(run / "data/valid")
+    train_store, valid_store = (
+        TokenStore.open(run / "data/train"),
+        TokenStore.open(run / "data/valid"),
+    )
     special = special_ids(tok)
     batch = v.get("batch", 32)
     cfg = preset_small()
@@ -47,7 +50,9 @@ def run_variant(run: Path, name: str, steps_at_32: int, out: Path) -> dict[str, 
     cfg.train.steps = steps_at_32 * 32 // batch
     cfg.train.lr, cfg.train.warmup_steps = v["lr"], cfg.train.steps // 10
     cfg.train.eval_every, cfg.train.checkpoint_every, cfg.train.progress = 0, 10**9, False
-    train_data = BertPretrainingBatches(train_store, special, ["mlm"], MaskingConfig(rate=v["rate"]), 128, batch, 0)
+    train_data = BertPretrainingBatches(
+        train_store, special, ["mlm"], MaskingConfig(rate=v["rate"]), 128, batch, 0
+    )
     eval_data = BertPretrainingBatches(valid_store, special, ["mlm"], MaskingConfig(), 128, 32, 0)
 
     class Data:
@@ -63,16 +68,25 @@ def run_variant(run: Path, name: str, steps_at_32: int, out: Path) -> dict[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path, help="a pretraining run folder (its tokenizer and data are reused)")
-    parser.add_argument("--variants", default="mask15,mask40", help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "run", type=Path, help="a pretraining run folder (its tokenizer and data are reused)"
+    )
+    parser.add_argument(
+        "--variants", default="mask15,mask40", help=f"comma-separated, from {', '.join(VARIANTS)}"
+    )
     parser.add_argument("--steps", type=int, default=200, help="steps of batch 32 (default 200)")
     parser.add_argument("--out", type=Path, default=Path("runs/variants"))
     args = parser.parse_args()
     print("| variant | held-out MLM accuracy | held-out MLM loss | seconds |\n|---|---|---|---|")
     for name in args.variants.split(","):
         m = run_variant(args.run, name, args.steps, args.out)
-        print(f"| {name} | {m['eval_mlm_accuracy']:.3f} | {m['eval_mlm_loss']:.3f} | {m['seconds']:.0f} |", flush=True)
+        print(
+            f"| {name} | {m['eval_mlm_accuracy']:.3f} | {m['eval_mlm_loss']:.3f} | {m['seconds']:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

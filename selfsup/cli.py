@@ -44,7 +44,7 @@ def _add_config_flags(
             dest=f"cfg:{prefix}{key}",
             default=None,
             metavar="V",
-            help=field_help(f, tp),
+            help=field_help(f, tp).replace("%", "%%"),  # argparse %-formats help texts
         )
 
 
@@ -108,7 +108,9 @@ def _train_and_report(command: str, run, cfg, args: argparse.Namespace) -> int:
     try:
         metrics = run(cfg, out, resume=args.resume)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: continue with  selfsup {command} --out {out} --resume", file=sys.stderr)
+        print(
+            f"\ninterrupted: continue with  selfsup {command} --out {out} --resume", file=sys.stderr
+        )
         return 130
     print("final metrics:")
     for key, value in metrics.items():
@@ -205,7 +207,12 @@ def _finetune_parser(sub) -> None:
         help="keep --init's tokenizer and sizes, not its weights",
     )
     p.add_argument("--task", metavar="NAME", help="built-in task or 'files' (same as --task.name)")
-    _add_config_flags(p, FinetuneConfig, skip={"init", "random_init", "task.name"})
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip bad records (counted in the log) instead of stopping (task.skip_bad=true)",
+    )
+    _add_config_flags(p, FinetuneConfig, skip={"init", "random_init", "task.name", "task.skip_bad"})
     p.set_defaults(func=_run_finetune)
 
 
@@ -215,6 +222,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
     extra = [f"init={args.init}"] if args.init else []
     extra += ["random_init=true"] if args.random_init else []
     extra += [f"task.name={args.task}"] if args.task else []
+    extra += ["task.skip_bad=true"] if args.skip_bad else []
     cfg = _config_from_args(args, FinetuneConfig, PRESETS, extra)
     return _train_and_report("finetune", finetune, cfg, args)
 
@@ -308,6 +316,31 @@ def _run_score_qa(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_parser(sub) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert between a selfsup run and a Hugging Face BERT folder (either way)",
+        description="SRC a selfsup run (it has run.json): write a Hugging Face folder that "
+        "transformers' AutoModel / AutoModelFor... / AutoTokenizer load. SRC a Hugging Face BERT "
+        "folder (config.json, vocab.txt or tokenizer.json, model.safetensors or pytorch_model.bin): "
+        "write a selfsup run that fill-mask and finetune --init accept.",
+        epilog="examples:\n  selfsup convert runs/sentiment hf/sentiment\n"
+        "  selfsup convert path/to/all-MiniLM-L6-v2 runs/minilm",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("src", metavar="SRC", help="a selfsup run folder or a Hugging Face BERT folder")
+    p.add_argument("dst", metavar="DST", help="the folder to write (must not hold a model yet)")
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from selfsup.interop.huggingface import convert
+
+    for note in convert(args.src, args.dst):
+        print(note)
+    return 0
+
+
 def _demo_parser(sub) -> None:
     from selfsup.experiments.demo import DemoConfig
 
@@ -365,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     _finetune_parser(sub)
     _ask_parser(sub)
     _score_qa_parser(sub)
+    _convert_parser(sub)
     _demo_parser(sub)
     return parser
 

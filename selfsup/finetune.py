@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -58,8 +59,10 @@ class TaskConfig:
     max_train_examples: int = option(0, "use only the first N training examples (0: all)")
     max_eval_examples: int = option(0, "evaluate on the first N dev/test examples (0: all)")
     max_seq_len: int = option(128, "tokens per input, [CLS] and [SEP] included")
-    max_question_len: int = option(64, "qa: question tokens kept")
-    stride: int = option(64, "qa: tokens between the starts of consecutive windows over a passage")
+    max_question_len: int = option(32, "qa: question tokens kept")
+    stride: int = option(
+        32, "qa: tokens between window starts (overlap = context tokens per window - stride)"
+    )
     max_answer_len: int = option(30, "qa: longest answer in tokens")
     n_best: int = option(20, "qa: start and end candidates per window")
     no_answer_window: Literal["cls", "drop"] = option(
@@ -149,6 +152,21 @@ def load_task_data(cfg: TaskConfig):
     return data.TaskData("files", cfg.kind, splits, "test", reports, cfg.train_file)
 
 
+def describe_reports(data) -> list[str]:
+    """One line per split saying what its reader skipped or repaired (nothing: no line)."""
+    lines, seen = [], set()
+    for split, report in data.reports.items():
+        if id(report) in seen or not (report.skipped or report.realigned):
+            continue
+        seen.add(id(report))
+        reasons = ", ".join(f"{n} {reason}" for reason, n in report.reasons.most_common())
+        lines.append(
+            f"{data.name} {split}: skipped {report.skipped} record(s), realigned {report.realigned} "
+            f"answer(s) ({reasons})"
+        )
+    return lines
+
+
 def label_set(kind: str, examples: list) -> list[str]:
     if kind in ("classification", "pair"):
         return sorted({e.label for e in examples})
@@ -194,6 +212,11 @@ def _texts(kind: str, examples: list) -> list[str]:
     return [t for e in examples for t in (e.text, getattr(e, "text_b", None) or "") if t]
 
 
+def is_hf_checkpoint(path: Path) -> bool:
+    """A Hugging Face model folder (config.json, no selfsup run.json)."""
+    return (path / "config.json").is_file() and not (path / "run.json").exists()
+
+
 def resolve_init(cfg: FinetuneConfig, kind: str, train_examples: list) -> Init:
     """Tokenizer, sizes and (unless random) encoder weights to start from."""
     from safetensors.torch import load_file
@@ -216,6 +239,14 @@ def resolve_init(cfg: FinetuneConfig, kind: str, train_examples: list) -> Init:
         model.vocab_size = tokenizer.vocab_size
         return Init(tokenizer, model, None)
     run = Path(cfg.init)
+    if is_hf_checkpoint(run):
+        from selfsup.interop.huggingface import load_hf_bert
+
+        checkpoint = load_hf_bert(run)
+        if checkpoint.tokenizer is None:
+            raise UserError(f"{run}: has no vocab.txt or tokenizer.json to tokenize with")
+        state = None if cfg.random_init else checkpoint.encoder_state
+        return Init(checkpoint.tokenizer, checkpoint.config, state)
     read_run_marker(run)
     model = TransformerConfig(**json.loads((run / "config.json").read_text())["model"])
     tokenizer = Tokenizer.load(run / "tokenizer")
@@ -258,6 +289,8 @@ def finetune(cfg: FinetuneConfig, run_dir: str | Path, resume: bool = False) -> 
     if kind not in KINDS:
         raise UserError(f"task.kind={kind!r}: expected one of {', '.join(KINDS)}")
     cfg.task.kind = kind
+    for line in describe_reports(data):
+        print(line, file=sys.stderr)
     train_examples = _limit(data.splits["train"], cfg.task.max_train_examples)
     dev_examples = _limit(
         data.splits.get("dev") or data.splits[data.eval_split], cfg.task.max_eval_examples
@@ -349,6 +382,8 @@ def load_finetuned(run_dir: str | Path, device: str = "cpu") -> FinetunedRun:
     from selfsup.tasks.base import FinetuneModel
 
     run_dir = Path(run_dir)
+    if is_hf_checkpoint(run_dir):
+        return _load_hf_question_answering(run_dir, device)
     info = read_run_marker(run_dir)
     if info.get("kind") != "finetune":
         raise UserError(
@@ -366,6 +401,34 @@ def load_finetuned(run_dir: str | Path, device: str = "cpu") -> FinetunedRun:
     if not weights.exists():
         raise UserError(f"{run_dir}: no model.safetensors yet (is the run finished?)")
     model.load_state_dict(load_file(weights))
+    return FinetunedRun(cfg, task, model.to(device).eval())
+
+
+def _load_hf_question_answering(directory: Path, device: str) -> FinetunedRun:
+    """A Hugging Face BertForQuestionAnswering folder, ready for `answer_questions`."""
+    from selfsup.interop.huggingface import load_hf_bert
+    from selfsup.tasks.base import FinetuneModel
+
+    checkpoint = load_hf_bert(directory)
+    if "qa" not in checkpoint.head_states or checkpoint.tokenizer is None:
+        raise UserError(
+            f"{directory}: not a question-answering checkpoint with a tokenizer "
+            f"(architectures: {', '.join(checkpoint.architectures) or 'unknown'})"
+        )
+    cfg = FinetuneConfig(init=str(directory), model=checkpoint.config)
+    cfg.task.kind = "qa"
+    # SQuAD's usual windows (384 tokens, questions up to 64, stride 128), shrunk to fit the model
+    seq = cfg.task.max_seq_len = min(384, checkpoint.config.max_position)
+    cfg.task.max_question_len = min(64, seq // 4)
+    cfg.task.stride = max(1, min(128, (seq - cfg.task.max_question_len - 3) // 2))
+    task = build_task("qa", checkpoint.tokenizer, [], cfg.task, 0)
+    model = FinetuneModel(
+        BertModel(checkpoint.config), task.build_head(checkpoint.config.hidden_size, 0.0)
+    )
+    model.encoder.load_state_dict(
+        checkpoint.encoder_state, strict=False
+    )  # a QA model has no pooler
+    model.head.load_state_dict(checkpoint.head_states["qa"])
     return FinetunedRun(cfg, task, model.to(device).eval())
 
 

@@ -29,6 +29,8 @@ def save_figure(fig, path: str | Path) -> None:
 
 def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str = "") -> None:
     """Training loss of every term against step (solid), held-out loss (dots), accuracies beside."""
+    if not Path(metrics_path).exists():  # nothing logged yet
+        return
     records = [
         json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()
     ]

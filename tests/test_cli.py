@@ -188,12 +188,16 @@ def test_existing_run_needs_resume(tmp_path, capsys):
     assert code == 2 and "--resume" in err
 
 
-def test_help_documents_every_config_key(capsys):
+@pytest.mark.parametrize("command", ["pretrain", "finetune", "demo"])
+def test_help_documents_every_config_key(command, capsys):
     from selfsup.config import iter_fields
+    from selfsup.experiments.demo import DemoConfig
+    from selfsup.finetune import FinetuneConfig
     from selfsup.pretrain import PretrainConfig
 
+    cfg_cls = {"pretrain": PretrainConfig, "finetune": FinetuneConfig, "demo": DemoConfig}[command]
     with pytest.raises(SystemExit):
-        main(["pretrain", "--help"])
+        main([command, "--help"])
     text = capsys.readouterr().out
-    for key, _, _ in iter_fields(PretrainConfig):
-        assert key in text, key
+    for key, _, _ in iter_fields(cfg_cls):
+        assert key.replace("_", "-") in text or key in text, key

@@ -244,3 +244,29 @@ def test_bad_record_exit_2_names_file_and_line(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert code == 2 and "train.jsonl" in err and ":2" in err, err
+
+
+def test_skip_bad_counts_instead_of_stopping(tmp_path, capsys):
+    rng = random.Random(4)
+    records = [{"text": rng.choice(FILLER) + "好", "label": "pos"} for _ in range(30)]
+    records += [{"text": rng.choice(FILLER) + "坏", "label": "neg"} for _ in range(30)]
+    lines = [json.dumps(r, ensure_ascii=False) for r in records] + ['{"text": "坏"}', "not json"]
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code = main(
+        [
+            "finetune",
+            *COMMON,
+            "--out",
+            str(tmp_path / "run"),
+            "--task.kind",
+            "classification",
+            "--task.train_file",
+            str(train),
+            "--skip-bad",
+            "train.steps=2",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "skipped 2 record(s)" in err

@@ -543,3 +543,43 @@ def test_export_refuses_pre_ln_and_non_empty_targets(tmp_path, tokenizer):
     export_run(tmp_path / "post", tmp_path / "hf")
     with pytest.raises(UserError, match="not empty"):
         export_run(tmp_path / "post", tmp_path / "hf")
+
+
+# ---------------------------------------------------------------- wiring: finetune, ask, convert
+@needs_minilm
+def test_finetune_init_accepts_a_hugging_face_folder_directly():
+    from selfsup.finetune import resolve_init
+
+    folder = Path(MINILM_SPEC.submodule_search_locations[0]) / "model"
+    init = resolve_init(FinetuneConfig(init=str(folder)), "classification", [])
+    original = load_file(folder / "model.safetensors")
+    assert torch.equal(
+        init.encoder_state["embeddings.tokens.weight"],
+        original["embeddings.word_embeddings.weight"],
+    )
+    assert init.model.hidden_size == 384 and init.model.num_layers == 6
+    scratch = resolve_init(FinetuneConfig(init=str(folder), random_init=True), "classification", [])
+    assert scratch.encoder_state is None and scratch.model == init.model
+
+
+def test_ask_answers_from_an_exported_hugging_face_qa_folder(tmp_path, tokenizer, capsys):
+    from selfsup.cli import main
+
+    write_finetuned_run(tmp_path / "run", tiny_config(max_position=128), "qa", tokenizer)
+    assert main(["convert", str(tmp_path / "run"), str(tmp_path / "hf")]) == 0
+    capsys.readouterr()
+    passage = tmp_path / "passage.txt"
+    passage.write_text(TEXTS[0] * 3, encoding="utf-8")
+    answers = []
+    for folder in (tmp_path / "run", tmp_path / "hf"):
+        code = main(["ask", str(folder), "--context", str(passage), "--question", TEXTS[1]])
+        answers.append((code, capsys.readouterr().out))
+    assert answers[0][0] in (0, 1)
+    assert answers[1][1] and answers[1][1].strip() in (TEXTS[0] * 3 + "(no answer found)")
+
+
+def test_convert_cli_rejects_an_unknown_folder(tmp_path, capsys):
+    from selfsup.cli import main
+
+    assert main(["convert", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert "selfsup: error:" in capsys.readouterr().err

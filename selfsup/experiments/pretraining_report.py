@@ -67,6 +67,54 @@ def fill_mask_table(
     return lines, top1 / n, top5 / n
 
 
+def pair_scores(run_dir: Path) -> dict[str, tuple[float, float, float]]:
+    """NSP/SOP on the held-out batches the run evaluated on: (accuracy, majority-label share,
+    balanced accuracy). Balanced accuracy (mean recall of the two labels) has chance 0.5 whatever
+    the label mix: with NSP and SOP both on, three quarters of pairs are "not next"."""
+    import torch
+
+    from selfsup.data.pretraining import BertPretrainingBatches
+    from selfsup.data.token_store import TokenStore
+    from selfsup.inference import load_pretrained
+    from selfsup.objectives.mlm import IGNORE_INDEX, MaskingConfig
+    from selfsup.pretrain import special_ids
+
+    run = load_pretrained(run_dir)
+    cfg = run.config
+    names = [n for n in ("nsp", "sop") if n in cfg.objectives]
+    if not names:
+        return {}
+    data = BertPretrainingBatches(
+        TokenStore.open(run_dir / "data" / "valid"),
+        special_ids(run.tokenizer),
+        cfg.objectives,
+        MaskingConfig(whole_word=cfg.masking.whole_word),
+        cfg.data.max_seq_len,
+        cfg.train.batch_size,
+        cfg.train.seed,
+    )
+    gold: dict[str, list] = {n: [] for n in names}
+    pred: dict[str, list] = {n: [] for n in names}
+    with torch.no_grad():
+        for batch in data.eval_batches(cfg.train.eval_batches):
+            hidden = run.model.encoder(
+                batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+            )
+            pooled = run.model.encoder.pool(hidden)
+            for n in names:
+                labels = batch[f"{n}_labels"]
+                keep = labels != IGNORE_INDEX
+                gold[n] += labels[keep].tolist()
+                pred[n] += run.model.objectives[n].head(pooled).argmax(-1)[keep].tolist()
+    out = {}
+    for n in names:
+        g, p = np.array(gold[n]), np.array(pred[n])
+        recalls = [float((p[g == c] == c).mean()) for c in (0, 1) if (g == c).any()]
+        share = float(max((g == 0).mean(), (g == 1).mean()))
+        out[n] = (float((g == p).mean()), share, float(np.mean(recalls)))
+    return out
+
+
 def report(run_dir: str | Path, count: int = 12, seed: int = 0) -> str:
     run_dir = Path(run_dir)
     metrics_path = run_dir / "final_metrics.json"
