@@ -152,6 +152,9 @@ def load_task_data(cfg: TaskConfig):
     return data.TaskData("files", cfg.kind, splits, "test", reports, cfg.train_file)
 
 
+_REPORTED: set[str] = set()
+
+
 def describe_reports(data) -> list[str]:
     """One line per split saying what its reader skipped or repaired (nothing: no line)."""
     lines, seen = [], set()
@@ -290,7 +293,9 @@ def finetune(cfg: FinetuneConfig, run_dir: str | Path, resume: bool = False) -> 
         raise UserError(f"task.kind={kind!r}: expected one of {', '.join(KINDS)}")
     cfg.task.kind = kind
     for line in describe_reports(data):
-        print(line, file=sys.stderr)
+        if line not in _REPORTED:  # once per process: the demo reads the same task many times
+            _REPORTED.add(line)
+            print(line, file=sys.stderr)
     train_examples = _limit(data.splits["train"], cfg.task.max_train_examples)
     dev_examples = _limit(
         data.splits.get("dev") or data.splits[data.eval_split], cfg.task.max_eval_examples
