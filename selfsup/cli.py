@@ -26,6 +26,19 @@ folder of such files.
 """
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps a one-paragraph description as argparse does; keeps laid-out examples as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def _add_command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    return sub.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
+
+
 def _add_config_flags(
     parser: argparse.ArgumentParser, cfg_cls: type, skip: set[str], prefix: str = ""
 ) -> None:
@@ -58,14 +71,14 @@ def _collect_overrides(args: argparse.Namespace) -> list[str]:
 def _pretrain_parser(sub) -> None:
     from selfsup.pretrain import PRESETS, PretrainConfig
 
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "pretrain",
         help="pretrain a BERT encoder on unlabelled text (MLM, NSP, SOP)",
         description="Pretrain a BERT encoder with no labels: masked language modelling, next "
         "sentence prediction and/or sentence order prediction. Writes a run folder with config, "
         "tokenizer, safetensors weights, metrics.jsonl and loss_curve.png.",
         epilog=EPILOG_PRETRAIN,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--preset", choices=sorted(PRESETS), default="tiny", help="starting config (default: tiny)"
@@ -129,12 +142,12 @@ def _run_pretrain(args: argparse.Namespace) -> int:
 
 
 def _fill_mask_parser(sub) -> None:
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "fill-mask",
         help="predict the tokens hidden behind [MASK] with a pretrained run",
         description="Print the top-k tokens, with probabilities, for every [MASK] in TEXT.",
         epilog='example:  selfsup fill-mask runs/pd "中华人民共[MASK]国"',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run", metavar="RUN", help="a run folder written by selfsup pretrain")
     p.add_argument("text", metavar="TEXT", help="text with one or more [MASK] tokens")
@@ -174,14 +187,14 @@ so neighbours overlap by (context tokens per window - stride) tokens).
 def _finetune_parser(sub) -> None:
     from selfsup.finetune import PRESETS, FinetuneConfig
 
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "finetune",
         help="fine-tune an encoder + a fresh head on a labelled task",
         description="Fine-tune a pretrained encoder (or a random one) with a randomly initialised "
         "head on one of four task kinds; the whole model is trained. Prints and saves dev and "
         "test metrics.",
         epilog=EPILOG_FINETUNE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--preset",
@@ -228,14 +241,14 @@ def _run_finetune(args: argparse.Namespace) -> int:
 
 
 def _ask_parser(sub) -> None:
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "ask",
         help="answer questions from a passage with a QA fine-tuned run",
         description="Extractive QA: the answer is copied from the passage. Passages of any length "
         "are cut into overlapping windows and the best span over all of them wins.",
         epilog='examples:\n  selfsup ask runs/drcd --context passage.txt --question "誰發明了紙？"\n'
         "  selfsup ask runs/drcd --squad dev.json --predictions predictions.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "run", metavar="RUN", help="a run folder written by selfsup finetune (task kind qa)"
@@ -289,7 +302,8 @@ def _run_ask(args: argparse.Namespace) -> int:
 
 
 def _score_qa_parser(sub) -> None:
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "score-qa",
         help="score QA predictions against a SQuAD-format gold file (EM and F1)",
         description="Prints one JSON object with exact_match and f1 (percentages), like the official "
@@ -317,7 +331,8 @@ def _run_score_qa(args: argparse.Namespace) -> int:
 
 
 def _convert_parser(sub) -> None:
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "convert",
         help="convert between a selfsup run and a Hugging Face BERT folder (either way)",
         description="SRC a selfsup run (it has run.json): write a Hugging Face folder that "
@@ -326,7 +341,6 @@ def _convert_parser(sub) -> None:
         "write a selfsup run that fill-mask and finetune --init accept.",
         epilog="examples:\n  selfsup convert runs/sentiment hf/sentiment\n"
         "  selfsup convert path/to/all-MiniLM-L6-v2 runs/minilm",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("src", metavar="SRC", help="a selfsup run folder or a Hugging Face BERT folder")
     p.add_argument("dst", metavar="DST", help="the folder to write (must not hold a model yet)")
@@ -344,7 +358,8 @@ def _run_convert(args: argparse.Namespace) -> int:
 def _demo_parser(sub) -> None:
     from selfsup.experiments.demo import DemoConfig
 
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "demo",
         help="pretrained vs random init, measured: pretrain, fine-tune both, table + bar chart",
         description="Pretrain a small BERT on the built-in People's Daily corpus, show fill-mask "
@@ -353,7 +368,6 @@ def _demo_parser(sub) -> None:
         "a table of test metrics and write a bar chart. About 15 minutes on 2 CPU cores; rerunning "
         "with the same --out reuses finished parts.",
         epilog="example:  selfsup demo --out runs/demo\n          selfsup demo --out runs/demo3 --seeds 3",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--out", metavar="DIR", default="runs/demo", help="output folder (default runs/demo)"
