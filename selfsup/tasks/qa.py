@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,7 +75,9 @@ class QuestionAnsweringTask:
     def __init__(self, tokenizer, windows: WindowConfig, lang: str = "auto", seed: int = 0) -> None:
         self.tokenizer, self.windows, self.lang, self.seed = tokenizer, windows, lang, seed
         self.labels: list[str] = []
-        self._context_offsets: dict[int, list[tuple[int, int]]] = {}
+        # context offsets of the examples last encoded for inference, so predict() need not
+        # tokenize them again; keyed by id() but checked by identity (ids are reused)
+        self._context_offsets: dict[int, tuple[Any, list[tuple[int, int]]]] = {}
 
     def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
         return QuestionAnsweringHead(hidden_size)
@@ -85,6 +88,8 @@ class QuestionAnsweringTask:
         contexts = tok.encode_batch([e.context for e in examples])
         rng = np.random.default_rng(self.seed)
         features: list[Window] = []
+        if not training:
+            self._context_offsets = {}  # only the latest inference set is kept
         for index, (example, q, c) in enumerate(zip(examples, questions, contexts)):
             answer = None
             if training:
@@ -93,7 +98,7 @@ class QuestionAnsweringTask:
                 text, start = example.answers[0]
                 answer = (start, start + len(text))
             else:
-                self._context_offsets[id(example)] = c.offsets
+                self._context_offsets[id(example)] = (example, c.offsets)
             features += build_windows(
                 q.ids, c.ids, c.offsets, self.windows, tok.cls_id, tok.sep_id, answer, rng, index
             )
@@ -129,8 +134,10 @@ class QuestionAnsweringTask:
         predictions = []
         for index, example in enumerate(examples):
             chosen = by_example.get(index, [])
-            offsets = self._context_offsets.get(id(example))
-            if offsets is None:
+            cached = self._context_offsets.get(id(example))
+            if cached is not None and cached[0] is example:
+                offsets = cached[1]
+            else:
                 offsets = self.tokenizer.encode(example.context).offsets
             predictions.append(
                 predict_answer(
