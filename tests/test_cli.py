@@ -134,6 +134,14 @@ def test_kill_minus_9_then_resume_equals_uninterrupted_run(tmp_path):
     steps = [json.loads(line)["step"] for line in (cut / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 120
 
+    # the pretraining report re-scores the held-out pairs the run evaluated on
+    from selfsup.experiments.pretraining_report import report
+
+    table = report(cut, count=3)
+    final = json.loads((cut / "final_metrics.json").read_text())
+    assert f"| held-out SOP accuracy | {final['eval_sop_accuracy']:.3f} |" in table
+    assert "SOP balanced accuracy" in table and "held-out MLM accuracy" in table
+
 
 def _bad_utf8(tmp_path):
     path = tmp_path / "bad.txt"

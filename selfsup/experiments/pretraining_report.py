@@ -127,12 +127,9 @@ def report(run_dir: str | Path, count: int = 12, seed: int = 0) -> str:
             f"| held-out MLM accuracy | {m['eval_mlm_accuracy']:.3f} | {m['eval_mlm_unigram_accuracy']:.3f} (most frequent token) |"
         )
         out.append(f"| held-out MLM perplexity | {m['eval_mlm_perplexity']:.1f} | |")
-    for name in ("nsp", "sop"):
-        if f"eval_{name}_accuracy" in m:
-            chance = m.get(f"eval_{name}_majority", 0.5)
-            out.append(
-                f"| held-out {name.upper()} accuracy | {m[f'eval_{name}_accuracy']:.3f} | {chance:.3f} (majority label) |"
-            )
+    for name, (acc, share, balanced) in pair_scores(run_dir).items():
+        out.append(f"| held-out {name.upper()} accuracy | {acc:.3f} | {share:.3f} (majority label) |")
+        out.append(f"| held-out {name.upper()} balanced accuracy | {balanced:.3f} | 0.500 (chance) |")
     lines, top1, top5 = fill_mask_table(run_dir, count, seed)
     out += [
         "",
