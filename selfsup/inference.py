@@ -27,7 +27,9 @@ def load_pretrained(run_dir: str | Path, device: str = "cpu") -> PretrainedRun:
     from selfsup.pretrain import load_pretrain_config, read_run_marker
 
     run_dir = Path(run_dir)
-    read_run_marker(run_dir)
+    kind = read_run_marker(run_dir).get("kind")
+    if kind != "pretraining":
+        raise UserError(f"{run_dir}: a {kind} run; fill-mask needs a run from selfsup pretrain")
     cfg = load_pretrain_config(run_dir / "config.json")
     weights = run_dir / "model.safetensors"
     if not weights.exists():

@@ -173,6 +173,14 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys, make_args, message):
     assert message in lines[0]
 
 
+def test_fill_mask_on_a_fine_tuned_run_is_a_clear_error(tmp_path, capsys):
+    from selfsup.pretrain import write_run_marker
+
+    write_run_marker(tmp_path, "finetune", "bert")
+    code, _, err = _run(["fill-mask", str(tmp_path), "a[MASK]"], capsys)
+    assert code == 2 and "needs a run from selfsup pretrain" in err
+
+
 def test_not_a_run_folder(tmp_path, capsys):
     code, _, err = _run(["fill-mask", str(tmp_path), "a[MASK]"], capsys)
     assert code == 2 and "not a selfsup run" in err
