@@ -30,6 +30,12 @@ What differs, on purpose (each library as its users get it):
   max-context rule) and searches n_best starts x n_best ends; the transformers arm searches every
   span (start <= end, at most max_answer_len tokens, both in the context) in every window and
   keeps the best score over the windows.
+- `--like-for-like` removes these differences: selfsup then trains with a softmax over the whole
+  window (`task.qa_loss_over=window`), drops the max-context rule (`task.max_context_rule=false`),
+  searches every span (`task.n_best=max_seq_len`) and puts no dropout before the head, as
+  BertForQuestionAnswering does; what remains is floating-point order and the dropout masks of
+  the encoder (each library draws its own). The report adds the share of questions on which the
+  two arms give the same answer text.
 - HF's `stride` is the overlap between windows, selfsup's the distance between window starts;
   `hf_overlap` converts per question length (the context room per window depends on it).
 
@@ -44,6 +50,7 @@ Usage:
     python benchmarks/squad_vs_transformers.py                 # defaults: see preset_default()
     python benchmarks/squad_vs_transformers.py --tiny          # smoke test: seconds
     python benchmarks/squad_vs_transformers.py --repeats 3 --steps 300 --work-dir runs/squad-bench
+    python benchmarks/squad_vs_transformers.py --like-for-like --seed 1   # same algorithm both arms
 """
 
 from __future__ import annotations
@@ -103,6 +110,9 @@ class Settings:
     repeats: int = 1  # inference timings per arm (median reported)
     threads: int = 0  # torch CPU threads (0: torch's default)
     work_dir: str | None = None  # a fresh folder is made inside it (default: the system temp)
+    # selfsup with transformers' algorithm: loss over the whole window, best span over every
+    # window without the max-context rule, exhaustive span search (n_best = max_seq_len)
+    like_for_like: bool = False
 
 
 def preset_default() -> Settings:
@@ -229,6 +239,7 @@ class ArmResult:
     train_seconds: float
     inference_seconds: list[float]  # one per repeat
     eval_examples: int
+    predictions: dict[str, str] = field(default_factory=dict)  # question id -> answer text
 
     @property
     def examples_per_second(self) -> float:
@@ -308,6 +319,10 @@ def run_selfsup(
         max_answer_len=s.max_answer_len,
         lang="en",
     )
+    if s.like_for_like:
+        cfg.task.qa_loss_over, cfg.task.max_context_rule = "window", False
+        cfg.task.n_best = s.max_seq_len
+        cfg.head_dropout = 0.0  # BertForQuestionAnswering has no dropout before qa_outputs
     cfg.train = train_config(s)
     loop_seconds: list[float] = []
     start = time.perf_counter()
@@ -321,7 +336,8 @@ def run_selfsup(
         start = time.perf_counter()
         predicted = predict_split(run, eval_examples)
         seconds.append(time.perf_counter() - start)
-    again = squad_scores(eval_squad, {e.id: p.text for e, p in zip(eval_examples, predicted)})
+    answers = {e.id: p.text for e, p in zip(eval_examples, predicted)}
+    again = squad_scores(eval_squad, answers)
     if abs(again["f1"] - metrics["test_f1"]) > 1e-6:
         notes.append(
             f"selfsup: predict_split after load_finetuned scores F1 {again['f1']:.3f}, "
@@ -334,6 +350,7 @@ def run_selfsup(
         loop_seconds[0],
         seconds,
         len(eval_examples),
+        answers,
     )
     return result, finetune_seconds, notes
 
@@ -592,7 +609,13 @@ def run_hf(
     name = f"transformers {transformers.__version__} BertForQuestionAnswering"
     return (
         ArmResult(
-            name, scores["exact_match"], scores["f1"], train_seconds, seconds, len(eval_examples)
+            name,
+            scores["exact_match"],
+            scores["f1"],
+            train_seconds,
+            seconds,
+            len(eval_examples),
+            predictions,
         ),
         last_loss,
     )
@@ -614,7 +637,14 @@ def check_windows(
     return WindowCheck(split, len(ours), len(theirs), differing, same_inputs, same_labels)
 
 
-def markdown_table(arms: Sequence[ArmResult]) -> str:
+def answer_agreement(arms: Sequence[ArmResult]) -> float:
+    """Share of questions on which both arms give the very same answer text."""
+    ours, theirs = arms
+    same = sum(ours.predictions.get(k) == v for k, v in theirs.predictions.items())
+    return same / max(len(theirs.predictions), 1)
+
+
+def markdown_table(arms: Sequence[ArmResult], like_for_like: bool = False) -> str:
     lines = [
         "| arm | EM | F1 | training s | inference examples/s |",
         "|---|---:|---:|---:|---:|",
@@ -631,6 +661,9 @@ def markdown_table(arms: Sequence[ArmResult]) -> str:
         "",
         f"selfsup / transformers wall time: training {training:.3f}, inference {inference:.3f} "
         f"(inference: medians of {len(ours.inference_seconds)} run(s); below 1: selfsup faster)",
+        f"identical answers on {100 * answer_agreement(arms):.1f}% of "
+        f"{len(theirs.predictions)} questions"
+        + (" (like for like: same loss, span search and head dropout)" if like_for_like else ""),
     ]
     return "\n".join(lines)
 
@@ -640,6 +673,14 @@ def parse_settings(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--tiny", action="store_true", help="smoke-test sizes (seconds)")
     defaults = preset_default()
     for f in dataclasses.fields(Settings):
+        if isinstance(getattr(defaults, f.name), bool):
+            parser.add_argument(
+                "--" + f.name.replace("_", "-"),
+                action="store_true",
+                default=None,
+                help=f"off by default",
+            )
+            continue
         kind = type(getattr(defaults, f.name)) if getattr(defaults, f.name) is not None else str
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
@@ -727,7 +768,7 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
         f"s/step); finetune() end to end {finetune_seconds:.1f} s",
         flush=True,
     )
-    table = markdown_table([ours, hf_arm])
+    table = markdown_table([ours, hf_arm], s.like_for_like)
     print()
     print(table)
     for note in notes:

@@ -69,6 +69,16 @@ class TaskConfig:
         "cls", "qa training: a window without the answer is labelled at [CLS] or dropped"
     )
     random_offset: bool = option(False, "qa training: shift the window grid randomly per example")
+    qa_loss_over: Literal["passage", "window"] = option(
+        "passage",
+        "qa training: start/end softmax over passage tokens + [CLS], or over the whole padded "
+        "window as transformers' BertForQuestionAnswering does",
+    )
+    max_context_rule: bool = option(
+        True,
+        "qa inference: score a start only in the window where it has the most context (BERT); "
+        "false: best score over every window that holds it",
+    )
     lang: Literal["auto", "en", "zh"] = option("auto", "qa metric language")
 
 
@@ -197,6 +207,8 @@ def build_task(kind: str, tokenizer, labels: list[str], cfg: TaskConfig, seed: i
         n_best=cfg.n_best,
         no_answer_window=cfg.no_answer_window,
         random_offset=cfg.random_offset,
+        loss_over=cfg.qa_loss_over,
+        max_context_rule=cfg.max_context_rule,
     )
     return QuestionAnsweringTask(tokenizer, windows, cfg.lang, seed)
 

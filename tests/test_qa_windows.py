@@ -494,6 +494,26 @@ def test_max_context_window_wins_between_equal_logits() -> None:
         assert spans[1 - owner][0].score < 2 * HIGH  # the other window may not start there
 
 
+def test_without_the_max_context_rule_the_higher_scoring_window_wins() -> None:
+    # Same windows as above; token 6 is owned by window 0, but window 1 scores it higher.
+    text, offsets = words_context([1] * 15, [1] * 15)
+    ruled = config(10, 5, max_question_len=1, max_answer_len=1)
+    free = config(10, 5, max_question_len=1, max_answer_len=1, max_context_rule=False)
+    windows = build_windows([5], fake_ids(15), offsets, ruled, CLS, SEP)
+    starts, ends = pointing_logits(windows, 6, 6)
+    starts[1] = starts[1] * 2
+    assert predict_answer(windows, starts, ends, text, offsets, ruled).window == 0
+    prediction = predict_answer(windows, starts, ends, text, offsets, free)
+    assert prediction.window == 1
+    assert prediction.score == 3 * HIGH
+    assert prediction.text == text[offsets[6][0] : offsets[6][1]]
+
+
+def test_unknown_loss_scope_is_a_clear_error() -> None:
+    with pytest.raises(UserError, match="loss_over: must be one of"):
+        config(10, 5, loss_over="question")
+
+
 # --- Chinese text with characters missing from the vocabulary ------------------------------------
 
 CHINESE_TRAIN = [
@@ -559,3 +579,42 @@ def test_chinese_answers_roundtrip_through_labels(chinese_tokenizer, context, da
     prediction = predict_answer(windows, starts, ends, context, c.offsets, cfg)
     assert prediction.text == answer
     assert "[UNK]" not in prediction.text and " " not in prediction.text
+
+
+# --- the loss scope of the QA head ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss_over", ["passage", "window"])
+def test_qa_loss_is_cross_entropy_over_its_scope(chinese_tokenizer, loss_over) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from selfsup.data.tasks import QAExample
+    from selfsup.tasks.qa import QuestionAnsweringHead, QuestionAnsweringTask
+
+    cfg = WindowConfig(max_seq_len=16, max_question_len=4, stride=4, loss_over=loss_over)
+    task = QuestionAnsweringTask(chinese_tokenizer, cfg)
+    examples = [
+        QAExample("a", "公园大吗", CHINESE_TRAIN[0], [("北京", 3)]),
+        QAExample("b", "天气", CHINESE_TRAIN[1], [("天气", 2)]),
+    ]
+    batch = task.collate(task.encode(examples, training=True))
+    torch.manual_seed(0)
+    head = QuestionAnsweringHead(8)
+    hidden = torch.randn(*batch["input_ids"].shape, 8)
+    logits = head.span(hidden)  # (B, T, 2) unmasked
+    if loss_over == "window":  # every position, question and padding included
+        allowed = torch.ones_like(batch["input_ids"], dtype=torch.bool)
+    else:  # context tokens and [CLS] only
+        allowed = batch["token_type_ids"].bool() & batch["attention_mask"].bool()
+        allowed[:, 0] = True
+        is_sep = batch["input_ids"] == chinese_tokenizer.sep_id
+        allowed &= ~is_sep
+    assert batch["answer_mask"].bool().equal(allowed)
+    masked = logits.masked_fill(~allowed[..., None], float("-inf"))
+    expected = (
+        F.cross_entropy(masked[..., 0], batch["start_positions"], reduction="sum")
+        + F.cross_entropy(masked[..., 1], batch["end_positions"], reduction="sum")
+    ) / 2
+    term = head.loss(None, hidden, batch)
+    assert term.loss_sum.item() == pytest.approx(expected.item(), rel=1e-5)

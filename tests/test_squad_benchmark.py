@@ -119,3 +119,13 @@ def test_tiny_benchmark_runs_both_arms(tmp_path, capsys):
     assert "| arm | EM | F1 | training s | inference examples/s |" in out
     assert "| selfsup |" in out and "BertForQuestionAnswering |" in out
     assert "selfsup / transformers wall time: training" in out
+
+
+@needs_hf
+@pytest.mark.skipif(not SQUAD_DEV.is_file(), reason=f"{SQUAD_DEV} not found (shared SQuAD data)")
+def test_like_for_like_arms_give_the_same_answers(tmp_path):
+    """With transformers' loss and span search, selfsup trains the same model from the same start
+    on the same batches: the answers agree (default settings agree on ~60% of these questions)."""
+    result = bench.main(["--tiny", "--like-for-like", "--work-dir", str(tmp_path)])
+    assert len(result.arms[1].predictions) == result.eval_questions
+    assert bench.answer_agreement(result.arms) >= 7 / 8

@@ -107,10 +107,13 @@ class QuestionAnsweringTask:
     def collate(self, features: Sequence[Window]) -> dict:
         input_ids = pad_rows([w.input_ids for w in features], self.tokenizer.pad_id)
         attention_mask = pad_rows([[1] * len(w.input_ids) for w in features], 0)
-        answer_mask = pad_rows(
-            [[int(i >= 0) for i in w.context_token_indices] for w in features], 0
-        )
-        answer_mask[:, 0] = 1  # [CLS]: "no answer in this window"
+        if self.windows.loss_over == "window":  # every position, padding included (as in HF)
+            answer_mask = torch.ones_like(input_ids)
+        else:
+            answer_mask = pad_rows(
+                [[int(i >= 0) for i in w.context_token_indices] for w in features], 0
+            )
+            answer_mask[:, 0] = 1  # [CLS]: "no answer in this window"
         batch = {
             "input_ids": input_ids,
             "token_type_ids": pad_rows([w.token_type_ids for w in features], 0),

@@ -43,6 +43,7 @@ from selfsup.errors import UserError
 
 NUM_SPECIAL_TOKENS = 3  # [CLS], [SEP] after the question, [SEP] after the context piece
 NO_ANSWER_POLICIES = ("cls", "drop")
+LOSS_SCOPES = ("passage", "window")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,13 @@ class WindowConfig:
     n_best: int = 20  # start and end candidates per window
     no_answer_window: str = "cls"  # training: a window without the whole answer: "cls" or "drop"
     random_offset: bool = False  # training: shift the window grid by a seeded random amount
+    # training: the start/end softmax covers the passage tokens and [CLS] ("passage"), or every
+    # position of the padded window, question and padding included ("window": what transformers'
+    # BertForQuestionAnswering computes, kept for like-for-like comparisons)
+    loss_over: str = "passage"
+    # inference: score a start only in the window where it has the most context (BERT's rule), or
+    # in every window that holds it, the best score winning (what a plain best-over-windows does)
+    max_context_rule: bool = True
 
     def __post_init__(self) -> None:
         if self.max_question_len < 1:
@@ -84,6 +92,8 @@ class WindowConfig:
             raise UserError(f"max_answer_len: must be at least 1, got {self.max_answer_len}")
         if self.n_best < 1:
             raise UserError(f"n_best: must be at least 1, got {self.n_best}")
+        if self.loss_over not in LOSS_SCOPES:
+            raise UserError(f"loss_over: must be one of {LOSS_SCOPES}, got {self.loss_over!r}")
         if self.no_answer_window not in NO_ANSWER_POLICIES:
             raise UserError(
                 f"no_answer_window: must be one of {NO_ANSWER_POLICIES}, "
@@ -339,12 +349,15 @@ def best_spans(
     """Valid spans of one window from its n-best starts x n-best ends, best first.
 
     Valid: both ends on context tokens, start <= end, at most max_answer_len tokens, and the
-    start token has its max context in this window (so each start is scored by one window only).
+    start token has its max context in this window (so each start is scored by one window only;
+    with `cfg.max_context_rule` off, any context token may start).
     """
     start_logits = _window_logits(start_logits, window)
     end_logits = _window_logits(end_logits, window)
     in_context = np.asarray(window.context_token_indices) >= 0
     can_start = in_context & np.asarray(window.max_context, dtype=bool)
+    if not cfg.max_context_rule:
+        can_start = in_context
     starts = _top_positions(start_logits, can_start, cfg.n_best)
     ends = _top_positions(end_logits, in_context, cfg.n_best)
     spans = [
