@@ -1,4 +1,4 @@
-"""Using a pretrained run: load it, and fill in [MASK] tokens."""
+"""Using a pretrained run: load it (BERT or GPT), and fill in [MASK] tokens."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from selfsup.errors import UserError
 class PretrainedRun:
     config: object  # PretrainConfig
     tokenizer: object  # selfsup.data.tokenizer.Tokenizer
-    model: torch.nn.Module  # BertPretrainer, in eval mode
+    model: torch.nn.Module  # BertPretrainer or GPTPretrainer, in eval mode
 
 
 def load_pretrained(run_dir: str | Path, device: str = "cpu") -> PretrainedRun:
@@ -23,8 +23,7 @@ def load_pretrained(run_dir: str | Path, device: str = "cpu") -> PretrainedRun:
 
     from selfsup.checkpoint import latest_checkpoint
     from selfsup.data.tokenizer import Tokenizer
-    from selfsup.objectives.bert_pretraining import BertPretrainer
-    from selfsup.pretrain import load_pretrain_config, read_run_marker
+    from selfsup.pretrain import build_model, load_pretrain_config, read_run_marker
 
     run_dir = Path(run_dir)
     kind = read_run_marker(run_dir).get("kind")
@@ -37,7 +36,7 @@ def load_pretrained(run_dir: str | Path, device: str = "cpu") -> PretrainedRun:
         if ckpt is None:
             raise UserError(f"{run_dir}: no model.safetensors and no checkpoint yet")
         weights = ckpt / "model.safetensors"
-    model = BertPretrainer(cfg.model, cfg.objectives)
+    model = build_model(cfg)
     model.load_state_dict(load_file(weights))
     return PretrainedRun(cfg, Tokenizer.load(run_dir / "tokenizer"), model.to(device).eval())
 

@@ -1,4 +1,5 @@
-"""`selfsup pretrain`: raw text in, a pretrained encoder out, in a self-contained run folder.
+"""`selfsup pretrain`: raw text in, a pretrained encoder (BERT) or decoder (GPT) out, in a
+self-contained run folder. `ARCHITECTURES` is the one registry of model families.
 
 Run folder layout:
     run.json            marks the folder as a selfsup run (format version, architecture)
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -68,8 +70,12 @@ class DataConfig:
 
 @dataclass
 class PretrainConfig:
-    arch: Literal["bert"] = option("bert", "model family")
-    objectives: list[str] = option(["mlm"], "comma-separated objectives: mlm, nsp, sop")
+    arch: Literal["bert", "gpt"] = option(
+        "bert", "model family: bert (encoder; mlm, nsp, sop) or gpt (decoder; clm)"
+    )
+    objectives: list[str] = option(
+        [], "comma-separated objectives: bert mlm, nsp, sop; gpt clm (none: mlm / clm)"
+    )
     model: TransformerConfig = option(TransformerConfig(), "")
     tokenizer: TokenizerConfig = option(TokenizerConfig(), "")
     data: DataConfig = option(DataConfig(), "")
@@ -79,7 +85,10 @@ class PretrainConfig:
     def validate(self) -> None:
         from selfsup.objectives.bert_pretraining import check_objectives
 
-        self.objectives = check_objectives(self.objectives)
+        arch = ARCHITECTURES[self.arch]
+        self.objectives = check_objectives(
+            self.objectives or list(arch.default_objectives), arch.objectives(), self.arch
+        )
         self.masking.validate()
         if self.data.max_seq_len > self.model.max_position:
             raise UserError(
@@ -159,7 +168,55 @@ def preset_base() -> PretrainConfig:
     return cfg
 
 
-PRESETS = {"tiny": preset_tiny, "small": preset_small, "base": preset_base}
+def preset_gpt_tiny() -> PretrainConfig:
+    """Seconds: the GPT test size (2 pre-LN layers, width 32) on 64-token windows."""
+    cfg = preset_tiny()
+    cfg.arch, cfg.objectives = "gpt", ["clm"]
+    cfg.model.norm_position = "pre"
+    return cfg
+
+
+def preset_gpt_small() -> PretrainConfig:
+    """Tiny Shakespeare in ~12 CPU minutes: a character GPT of 4 pre-LN layers, width 192."""
+    cfg = PretrainConfig(arch="gpt", objectives=["clm"])
+    cfg.data.corpus = "tinyshakespeare"
+    cfg.data.max_seq_len = 128  # nanoGPT's Shakespeare-char uses 256; 128 halves the step time
+    cfg.data.heldout_fraction = 0.05  # ~360 speaker turns, ~55k characters held out
+    cfg.tokenizer.min_frequency = 1  # keep every character (a 65-letter alphabet)
+    cfg.model = TransformerConfig(
+        hidden_size=192,  # width and depth measured to fit ~1.2 s a step on one busy core
+        num_layers=4,
+        num_heads=6,
+        max_position=128,
+        norm_position="pre",  # GPT-2's placement; stable at lr 1e-3
+        dropout=0.0,  # under one epoch of text: no overfitting to fight
+        attention_dropout=0.0,
+        layer_norm_eps=1e-5,
+    )
+    cfg.train = TrainConfig(
+        steps=600,
+        batch_size=32,
+        lr=2e-3,  # small character models take a high peak (nanoGPT's char config uses 1e-3)
+        warmup_steps=50,
+        schedule="cosine",
+        min_lr_ratio=0.1,
+        adam_beta2=0.99,  # nanoGPT's choice for small batches of characters
+        weight_decay=0.1,
+        eval_every=100,
+        eval_batches=40,  # 40 x 32 x 128 tokens: the whole held-out split
+        checkpoint_every=100,
+        log_every=20,
+    )
+    return cfg
+
+
+PRESETS = {
+    "tiny": preset_tiny,
+    "small": preset_small,
+    "base": preset_base,
+    "gpt-tiny": preset_gpt_tiny,
+    "gpt-small": preset_gpt_small,
+}
 
 
 # ---------------------------------------------------------------- run folder
@@ -271,22 +328,10 @@ def heldout_baselines(
     return out
 
 
-def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> dict[str, float]:
-    """Build (or reopen) the run folder, train, and return the final held-out metrics."""
+def _bert_data(cfg: PretrainConfig, tokenizer, train_store, valid_store):
+    """BERT's batches (masks, pairs) and the held-out unigram / majority baselines."""
     from selfsup.data.pretraining import BertPretrainingBatches
-    from selfsup.objectives.bert_pretraining import BertPretrainer
-    from selfsup.plots import plot_loss_curve
-    from selfsup.trainer import train
 
-    run_dir = check_run_dir(run_dir, resume)
-    cfg = copy.deepcopy(cfg)
-    cfg.validate()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_run_marker(run_dir, "pretraining", cfg.arch)
-    tokenizer = build_tokenizer(cfg, run_dir)
-    cfg.model.vocab_size = tokenizer.vocab_size
-    save_config(cfg, run_dir / "config.json")
-    train_store, valid_store = prepare_data(cfg, tokenizer, run_dir)
     special = special_ids(tokenizer)
 
     def batches(store, seed, masking):
@@ -310,11 +355,100 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> 
         batch = train_data.batch
         eval_batches = valid_data.eval_batches
 
-    torch.manual_seed(cfg.train.seed)
-    model = BertPretrainer(cfg.model, cfg.objectives)
     baseline = heldout_baselines(
         train_store, valid_data.eval_batches(cfg.train.eval_batches), special.all
     )
+    return Data(), baseline
+
+
+def _gpt_data(cfg: PretrainConfig, tokenizer, train_store, valid_store):
+    """GPT's windows of the token stream and the held-out unigram / bigram baselines."""
+    from selfsup.data.clm import CausalLMBatches, clm_stream, ngram_heldout_loss
+
+    def batches(store):
+        stream = clm_stream(store, tokenizer.cls_id, tokenizer.sep_id)
+        return CausalLMBatches(
+            stream, cfg.data.max_seq_len, cfg.train.batch_size, cfg.train.seed, tokenizer.pad_id
+        )
+
+    train_data, valid_data = batches(train_store), batches(valid_store)
+
+    class Data:
+        batch = train_data.batch
+        eval_batches = valid_data.eval_batches
+
+    held_out = valid_data.eval_batches(cfg.train.eval_batches)
+    baseline = {
+        f"eval_clm_{name}_loss": ngram_heldout_loss(
+            train_data.stream, held_out, tokenizer.vocab_size, order
+        )
+        for name, order in (("unigram", 1), ("bigram", 2))
+    }
+    return Data(), baseline
+
+
+def _bert_objectives() -> dict:
+    from selfsup.objectives.bert_pretraining import OBJECTIVES
+
+    return OBJECTIVES
+
+
+def _gpt_objectives() -> dict:
+    from selfsup.objectives.clm import GPT_OBJECTIVES
+
+    return GPT_OBJECTIVES
+
+
+def _bert_model(cfg: PretrainConfig):
+    from selfsup.objectives.bert_pretraining import BertPretrainer
+
+    return BertPretrainer(cfg.model, cfg.objectives)
+
+
+def _gpt_model(cfg: PretrainConfig):
+    from selfsup.objectives.clm import GPTPretrainer
+
+    return GPTPretrainer(cfg.model, cfg.objectives)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What `selfsup pretrain` needs of a model family; modules are imported when used."""
+
+    default_objectives: tuple[str, ...]
+    objectives: Callable[[], dict]  # the family's objective registry
+    model: Callable[[PretrainConfig], torch.nn.Module]  # model + objective heads, initialised
+    data: Callable  # (cfg, tokenizer, train store, valid store) -> (batch source, baselines)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "bert": Architecture(("mlm",), _bert_objectives, _bert_model, _bert_data),
+    "gpt": Architecture(("clm",), _gpt_objectives, _gpt_model, _gpt_data),
+}
+
+
+def build_model(cfg: PretrainConfig) -> torch.nn.Module:
+    """The pretraining model of a (validated) config: encoder or decoder with its heads."""
+    return ARCHITECTURES[cfg.arch].model(cfg)
+
+
+def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> dict[str, float]:
+    """Build (or reopen) the run folder, train, and return the final held-out metrics."""
+    from selfsup.plots import plot_loss_curve
+    from selfsup.trainer import train
+
+    run_dir = check_run_dir(run_dir, resume)
+    cfg = copy.deepcopy(cfg)
+    cfg.validate()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_run_marker(run_dir, "pretraining", cfg.arch)
+    tokenizer = build_tokenizer(cfg, run_dir)
+    cfg.model.vocab_size = tokenizer.vocab_size
+    save_config(cfg, run_dir / "config.json")
+    train_store, valid_store = prepare_data(cfg, tokenizer, run_dir)
+    data, baseline = ARCHITECTURES[cfg.arch].data(cfg, tokenizer, train_store, valid_store)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg)
 
     def plot(_step: int) -> None:
         plot_loss_curve(
@@ -325,7 +459,7 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> 
 
     metrics = train(
         model,
-        Data(),
+        data,
         cfg.train,
         run_dir,
         resume=resume,
@@ -334,7 +468,7 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> 
     )
     plot(cfg.train.steps)
     for key in list(metrics):
-        if key.endswith("mlm_loss"):
+        if key.endswith("_loss") and key.startswith(("eval_mlm", "eval_clm")):
             metrics[key.replace("_loss", "_perplexity")] = float(np.exp(metrics[key]))
     atomic_write_json(run_dir / "final_metrics.json", metrics)
     return metrics

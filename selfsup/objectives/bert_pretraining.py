@@ -62,12 +62,16 @@ OBJECTIVES: dict[str, type[nn.Module]] = {
 PAIR_OBJECTIVES = frozenset({"nsp", "sop"})
 
 
-def check_objectives(names: list[str]) -> list[str]:
-    unknown = [n for n in names if n not in OBJECTIVES]
+def check_objectives(
+    names: list[str], registry: dict[str, type[nn.Module]] = OBJECTIVES, arch: str = "bert"
+) -> list[str]:
+    """The names without repeats, or a UserError naming the unknown ones and the choices."""
+    unknown = [n for n in names if n not in registry]
     if unknown or not names:
+        example = " (e.g. mlm,sop)" if arch == "bert" else ""
         raise UserError(
-            f"objectives: unknown {', '.join(unknown) or '(none given)'}; "
-            f"choose any of {', '.join(OBJECTIVES)} (e.g. mlm,sop)"
+            f"objectives: unknown {', '.join(unknown) or '(none given)'} for arch {arch}; "
+            f"choose any of {', '.join(registry)}{example}"
         )
     return list(dict.fromkeys(names))
 
