@@ -349,8 +349,11 @@ def finetune(cfg: FinetuneConfig, run_dir: str | Path, resume: bool = False) -> 
     )
     device = resolve_device(cfg.train.device)
 
+    last_dev_outputs: list = []  # the latest dev predictions, reused when test is dev
+
     def scores(examples, features, prefix):
         outputs = predict_logits(model, features, task.collate, device=device)
+        last_dev_outputs[:] = [outputs]
         return {f"{prefix}{k}": v for k, v in task.score(examples, features, outputs).items()}
 
     metrics = train(
@@ -364,8 +367,11 @@ def finetune(cfg: FinetuneConfig, run_dir: str | Path, resume: bool = False) -> 
             run_dir / "metrics.jsonl", run_dir / "loss_curve.png", f"fine-tune {data.name}"
         ),
     )
-    test_features = task.encode(test_examples, training=False)
-    test_outputs = predict_logits(model, test_features, task.collate, device=device)
+    if test_examples == dev_examples and last_dev_outputs:  # e.g. drcd: scored at the last step
+        test_features, test_outputs = dev_features, last_dev_outputs[0]
+    else:
+        test_features = task.encode(test_examples, training=False)
+        test_outputs = predict_logits(model, test_features, task.collate, device=device)
     metrics.update(
         {f"test_{k}": v for k, v in task.score(test_examples, test_features, test_outputs).items()}
     )

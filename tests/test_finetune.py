@@ -270,3 +270,32 @@ def test_skip_bad_counts_instead_of_stopping(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 0, err
     assert "skipped 2 record(s)" in err
+
+
+def test_test_split_that_is_the_dev_split_is_scored_once(tmp_path, capsys, monkeypatch):
+    from selfsup.tasks import base
+
+    calls, predict_logits = [], base.predict_logits
+
+    def counting(*args, **kwargs):
+        calls.append(len(args[1]))
+        return predict_logits(*args, **kwargs)
+
+    monkeypatch.setattr(base, "predict_logits", counting)  # finetune imports it at call time
+    rng = random.Random(4)
+    records = [
+        {"text": "".join(rng.choice(FILLER) for _ in range(6)) + mark, "label": mark}
+        for mark in rng.choices("好坏", k=200)
+    ]
+    train = _write_jsonl(tmp_path / "train.jsonl", records)
+    metrics, _ = _finetune(
+        tmp_path,
+        capsys,
+        "--task.kind",
+        "classification",
+        "--task.train_file",
+        train,
+        "train.steps=5",
+    )
+    assert metrics["test_accuracy"] == metrics["dev_accuracy"]  # no test file: test is dev
+    assert len(calls) == 1  # the last step's dev predictions are the test predictions
