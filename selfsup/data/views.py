@@ -1,0 +1,255 @@
+"""Two random views of every image: the augmentations of SimCLR and BYOL, batched and seeded.
+
+Shape legend: B images, C channels (1 or 3), H x W pixels. Every function takes a float batch
+(B, C, H, W) with values in [0, 1], returns one of the same shape and range, and draws all its
+randomness from an explicit `torch.Generator`. Each function draws the same amount of randomness
+whatever its probabilities, so one seed gives one set of views, exactly, on any machine.
+
+SimCLR (Chen et al. 2020, appendix A): "random crop with resize ... random color distortion ...
+random Gaussian blur"; colour distortion is "a random color jittering with p=0.8 and a random
+grayscale with p=0.2". BYOL (Grill et al. 2020, table 6) uses the same list with blur applied with
+probability 1.0 to the first view and 0.1 to the second, and solarization 0.0 / 0.2.
+
+Where this deviates from torchvision's transforms, on purpose:
+- the crop box is sampled once and clipped to the image (torchvision retries up to 10 times, then
+  falls back to a centre crop), and resized with bilinear `grid_sample`;
+- colour jitter applies brightness, contrast, saturation and hue in that fixed order (torchvision
+  shuffles the order per image) and shifts hue by a rotation in YIQ space rather than in HSV;
+- on one-channel images only brightness and contrast apply (saturation, hue and grayscale need
+  colour).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from selfsup.config import option
+from selfsup.errors import UserError
+
+
+@dataclass
+class ViewConfig:
+    crop_scale_min: float = option(0.08, "smallest crop, as a fraction of the image's area")
+    crop_scale_max: float = option(1.0, "largest crop, as a fraction of the image's area")
+    flip: bool = option(True, "random horizontal flip with p=0.5 (off for digits: 2 and 5 differ)")
+    jitter_prob: float = option(0.8, "probability of colour jitter (SimCLR: 0.8)")
+    brightness: float = option(0.4, "brightness factor drawn from [1-b, 1+b]")
+    contrast: float = option(0.4, "contrast factor drawn from [1-c, 1+c]")
+    saturation: float = option(0.2, "saturation factor drawn from [1-s, 1+s] (RGB only)")
+    hue: float = option(0.1, "hue shift drawn from [-h, h] turns of the colour wheel (RGB only)")
+    gray_prob: float = option(0.2, "probability of turning an RGB view to grayscale")
+    blur_prob: list[float] = option(
+        [0.0, 0.0], "Gaussian blur probability of view 1 and view 2 (BYOL on ImageNet: 1.0,0.1)"
+    )
+    blur_sigma_min: float = option(0.1, "smallest blur sigma, in pixels")
+    blur_sigma_max: float = option(2.0, "largest blur sigma, in pixels")
+    solarize_prob: list[float] = option(
+        [0.0, 0.0], "solarization probability of view 1 and view 2 (BYOL: 0.0,0.2)"
+    )
+
+    def validate(self) -> None:
+        if not 0.0 < self.crop_scale_min <= self.crop_scale_max <= 1.0:
+            raise UserError(
+                f"views.crop_scale_min/max must satisfy 0 < min <= max <= 1, got "
+                f"{self.crop_scale_min}, {self.crop_scale_max}"
+            )
+        for name in ("blur_prob", "solarize_prob"):
+            probs = getattr(self, name)
+            if len(probs) != 2 or not all(0.0 <= p <= 1.0 for p in probs):
+                raise UserError(
+                    f"views.{name} needs two probabilities (view 1,view 2), got {probs}"
+                )
+        for name in ("jitter_prob", "gray_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"views.{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=g)
+
+
+def _chosen(n: int, p: float, g: torch.Generator) -> torch.Tensor:
+    """(B, 1, 1, 1) booleans: which images an operation applied with probability p touches."""
+    return (torch.rand(n, generator=g) < p).view(n, 1, 1, 1)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) luma (ITU-R 601, as PIL and torchvision)."""
+    if x.shape[1] == 1:
+        return x
+    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).clamp(0, 1)
+
+
+def random_resized_crop(
+    x: torch.Tensor, scale: tuple[float, float], g: torch.Generator, ratio=(3 / 4, 4 / 3)
+) -> torch.Tensor:
+    """Crop a random box (area fraction in `scale`, aspect ratio in `ratio`) and resize it back to
+    H x W, for every image at once through one affine sampling grid."""
+    B = x.shape[0]
+    area = _uniform(B, *scale, g)
+    aspect = torch.exp(_uniform(B, math.log(ratio[0]), math.log(ratio[1]), g))
+    w = torch.sqrt(area * aspect).clamp(max=1.0)  # box width / image width
+    h = torch.sqrt(area / aspect).clamp(max=1.0)
+    cx = w / 2 + (1 - w) * torch.rand(B, generator=g)  # box centre, as a fraction of the image
+    cy = h / 2 + (1 - h) * torch.rand(B, generator=g)
+    theta = torch.zeros(B, 2, 3)  # output grid [-1, 1] -> input coordinates [-1, 1]
+    theta[:, 0, 0], theta[:, 0, 2] = w, 2 * cx - 1
+    theta[:, 1, 1], theta[:, 1, 2] = h, 2 * cy - 1
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def horizontal_flip(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    return torch.where(_chosen(x.shape[0], p, g), x.flip(-1), x)
+
+
+def _rotate_hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """Rotate the chroma plane of YIQ by `turns` (B,) of a full circle: a hue shift."""
+    to_yiq = torch.tensor(
+        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=x.dtype
+    )
+    yiq = torch.einsum("ij,bjhw->bihw", to_yiq, x)
+    cos, sin = torch.cos(2 * math.pi * turns), torch.sin(2 * math.pi * turns)
+    i, q = yiq[:, 1], yiq[:, 2]
+    c, s = cos.view(-1, 1, 1), sin.view(-1, 1, 1)
+    yiq = torch.stack([yiq[:, 0], c * i - s * q, s * i + c * q], dim=1)
+    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(to_yiq), yiq)
+
+
+def color_jitter(x: torch.Tensor, cfg: ViewConfig, g: torch.Generator) -> torch.Tensor:
+    """Brightness, contrast, saturation, hue (fixed order), the whole jitter with cfg.jitter_prob."""
+    B = x.shape[0]
+    apply = _chosen(B, cfg.jitter_prob, g)
+    b = _uniform(B, 1 - cfg.brightness, 1 + cfg.brightness, g).view(B, 1, 1, 1)
+    c = _uniform(B, 1 - cfg.contrast, 1 + cfg.contrast, g).view(B, 1, 1, 1)
+    s = _uniform(B, 1 - cfg.saturation, 1 + cfg.saturation, g).view(B, 1, 1, 1)
+    turns = _uniform(B, -cfg.hue, cfg.hue, g)
+    y = (x * b).clamp(0, 1)
+    mean = _gray(y).mean(dim=(1, 2, 3), keepdim=True)
+    y = (mean + c * (y - mean)).clamp(0, 1)
+    if x.shape[1] == 3:
+        y = (_gray(y) + s * (y - _gray(y))).clamp(0, 1)
+        y = _rotate_hue(y, turns).clamp(0, 1)
+    return torch.where(apply, y, x)
+
+
+def random_grayscale(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    apply = _chosen(x.shape[0], p, g)
+    return torch.where(apply, _gray(x).expand_as(x), x) if x.shape[1] == 3 else x
+
+
+def gaussian_blur(
+    x: torch.Tensor, p: float, sigma: tuple[float, float], g: torch.Generator
+) -> torch.Tensor:
+    """Blur with a per-image sigma; the kernel spans about 10% of the image side (SimCLR), at
+    least 3 pixels, odd; separable, reflect padding."""
+    B, C, H, W = x.shape
+    apply = _chosen(B, p, g)
+    sigmas = _uniform(B, *sigma, g)
+    k = max(3, int(0.1 * min(H, W)) // 2 * 2 + 1)
+    pos = torch.arange(k, dtype=x.dtype) - k // 2
+    kernel = torch.exp(-(pos**2) / (2 * sigmas.view(B, 1) ** 2))
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(C, dim=0)  # (B*C, k)
+    y = F.pad(x.reshape(1, B * C, H, W), (k // 2, k // 2, k // 2, k // 2), mode="reflect")
+    y = F.conv2d(y, kernel.view(B * C, 1, 1, k), groups=B * C)  # along W
+    y = F.conv2d(y, kernel.view(B * C, 1, k, 1), groups=B * C)  # along H
+    return torch.where(apply, y.view(B, C, H, W), x)
+
+
+def solarize(x: torch.Tensor, p: float, g: torch.Generator, threshold: float = 0.5) -> torch.Tensor:
+    apply = _chosen(x.shape[0], p, g)
+    return torch.where(apply & (x >= threshold), 1.0 - x, x)
+
+
+def augment(x: torch.Tensor, cfg: ViewConfig, view: int, g: torch.Generator) -> torch.Tensor:
+    """One random view (view 0 or 1: they differ only in blur and solarization probabilities)."""
+    x = random_resized_crop(x, (cfg.crop_scale_min, cfg.crop_scale_max), g)
+    x = horizontal_flip(x, 0.5 if cfg.flip else 0.0, g)
+    x = color_jitter(x, cfg, g)
+    x = random_grayscale(x, cfg.gray_prob, g)
+    x = gaussian_blur(x, cfg.blur_prob[view], (cfg.blur_sigma_min, cfg.blur_sigma_max), g)
+    return solarize(x, cfg.solarize_prob[view], g)
+
+
+def two_views(
+    x: torch.Tensor, cfg: ViewConfig, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, H, W) in [0, 1] -> two independently augmented (B, C, H, W) batches in [0, 1]."""
+    return augment(x, cfg, 0, g), augment(x, cfg, 1, g)
+
+
+def seed_of(*parts: int) -> int:
+    """One 63-bit seed from several integers (run seed, epoch, batch position...)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
+
+
+EVAL_SEED = 1_000_003  # held-out views draw their own fixed randomness
+
+
+class ViewBatches:
+    """Batches of two views, a pure function of (seed, batch index): resuming is exact.
+
+    Every step's batch holds `batch_images` images (the whole batch: the objective cuts it into
+    micro-batches itself, see selfsup/objectives/chunked.py). Each epoch visits the images in a
+    fresh order seeded by (seed, epoch); the views of batch `position` come from a generator
+    seeded by (seed, epoch, position). Views are standardised with the training set's channel
+    mean and std after augmentation.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        heldout: tuple[torch.Tensor, torch.Tensor],
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        cfg: ViewConfig,
+        batch_images: int,
+        seed: int,
+        term: str,
+        items_per_image: int,
+    ) -> None:
+        self.images, self.labels, self.heldout = images, labels, heldout
+        self.mean, self.std, self.cfg, self.seed = mean, std, cfg, seed
+        self.batch_images = min(batch_images, len(images))
+        self.term, self.items_per_image = term, items_per_image
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return max(1, len(self.images) // self.batch_images)
+
+    def _views(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> dict:
+        v1, v2 = two_views(images.float() / 255, self.cfg, torch.Generator().manual_seed(seed))
+        views = (torch.stack([v1, v2]) - self.mean) / self.std  # (2, B, C, H, W)
+        n = images.shape[0]
+        return {
+            "views": views,
+            "labels": labels,
+            "counts": {self.term: self.items_per_image * n},
+            "num_tokens": n,  # images: the progress bar's rate is images per second
+        }
+
+    def batch(self, index: int) -> dict:
+        epoch, position = divmod(index, self.batches_per_epoch)
+        order = torch.randperm(
+            len(self.images), generator=torch.Generator().manual_seed(seed_of(self.seed, epoch))
+        )
+        chosen = order[position * self.batch_images : (position + 1) * self.batch_images]
+        return self._views(
+            self.images[chosen], self.labels[chosen], seed_of(self.seed, epoch, position)
+        )
+
+    def eval_batches(self, max_batches: int) -> list[dict]:
+        """Fixed held-out batches: held-out images in order, views from a fixed seed."""
+        images, labels = self.heldout
+        b = self.batch_images
+        return [
+            self._views(images[i : i + b], labels[i : i + b], seed_of(self.seed + EVAL_SEED, i))
+            for i in range(0, min(len(images), max_batches * b), b)
+            if len(images[i : i + b]) > 1  # a contrast needs two images
+        ]
