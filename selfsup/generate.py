@@ -171,11 +171,11 @@ def generate(run, prompt: str, cfg: GenerationConfig | None = None) -> str:
 def load_gpt(run_dir: str, device: str = "cpu"):
     """A GPT run from `selfsup pretrain --arch gpt`, in eval mode (see inference.load_pretrained)."""
     from selfsup.inference import load_pretrained
+    from selfsup.pretrain import read_run_marker
 
-    run = load_pretrained(run_dir, device)
-    if run.config.arch != "gpt":
+    arch = read_run_marker(run_dir).get("arch")
+    if arch != "gpt":
         raise UserError(
-            f"{run_dir}: a {run.config.arch} run; generation needs a gpt run "
-            "(selfsup pretrain --arch gpt)"
+            f"{run_dir}: a {arch} run; generation needs a gpt run (selfsup pretrain --arch gpt)"
         )
-    return run
+    return load_pretrained(run_dir, device)

@@ -1,0 +1,65 @@
+"""Pieces the experiment scripts share: a `python -m` entry with checked overrides, training a
+synthetic-data model in a resumable run folder, and markdown tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from selfsup.errors import UserError
+
+
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A GitHub table; floats with 3 decimals."""
+
+    def cell(value: Any) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def train_in_folder(model, data, train_cfg, run_dir: Path, eval_extra=None) -> dict[str, float]:
+    """Train with the shared loop, continuing from the folder's last checkpoint if it has one
+    (an interrupted experiment is resumed by running the same command again)."""
+    from selfsup.trainer import train
+
+    return train(model, data, train_cfg, run_dir, resume=True, eval_extra=eval_extra)
+
+
+def experiment_main(
+    description: str,
+    default_out: str,
+    make_config: Callable[[], Any],
+    run: Callable[[Any, Path], Any],
+    argv: list[str] | None = None,
+) -> int:
+    """`python -m selfsup.experiments.X [--out DIR] [key=value ...]`: exit 2 on a user error."""
+    from selfsup.config import apply_overrides, field_help, iter_fields
+
+    cfg = make_config()
+    keys = "\n".join(
+        f"  {key}: {field_help(f, tp)}" for key, tp, f in iter_fields(type(cfg))
+    ).replace("%", "%%")
+    parser = argparse.ArgumentParser(
+        description=description,
+        epilog="config keys (set as key=value):\n" + keys,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", default=default_out, help=f"output folder (default {default_out})")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    try:
+        apply_overrides(cfg, args.overrides)
+        run(cfg, Path(args.out))
+    except UserError as error:
+        print(f"selfsup: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to continue", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,334 @@
+"""`selfsup icl`: in-context learning of a labelled classification task by a GPT run, measured
+with no parameter update (Brown et al. 2020, "Language Models are Few-Shot Learners").
+
+Shape legend: Q queries in a batch, L their longest continuation, P prefix tokens, V vocabulary.
+
+A k-shot prompt is k demonstrations drawn at random from the training split, each written with a
+template ("{text} -> {label}"), one per line, followed by the test text written the same way up
+to the label. Every candidate label is scored by the log-probability the model gives its tokens
+after the prompt (summed, or averaged per token), and the best one is the prediction. Accuracy is
+reported for each k over several random draws of the demonstrations, next to the majority-class
+baseline (always the most frequent training label), which a model that learnt nothing from its
+prompt can still reach.
+
+Cost: the demonstrations are the same for every test example of a draw, so they are read once and
+their keys and values are kept (the generation key-value cache); each test example then costs
+only its own tokens and its candidates. Texts are cut to `max_text_chars` characters; if the
+prompt still does not fit the model's position table, the oldest demonstrations are dropped and
+the table says how many were used on average.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from selfsup.config import option
+from selfsup.errors import UserError
+from selfsup.finetune import TaskConfig
+
+
+@dataclass
+class ICLConfig:
+    task: TaskConfig = option(TaskConfig(max_eval_examples=200), "")
+    shots: list[int] = option([0, 1, 2, 4, 8, 16], "numbers of demonstrations k")
+    draws: int = option(5, "random draws of the demonstrations per k (k = 0 has one)")
+    template: str = option(
+        "{text} -> {label}", "how one example is written; {text}, {text_b} (pair tasks), {label}"
+    )
+    labels: str = option(
+        "", "label words, e.g. 'pos=好,neg=差' (default: the label names themselves)"
+    )
+    score: str = option("sum", "candidate score: sum or mean of its token log-probabilities")
+    max_text_chars: int = option(48, "cut every text to this many characters (0: no cut)")
+    batch_size: int = option(32, "test examples scored together")
+    seed: int = option(0, "seed of the demonstration draws")
+
+    def validate(self) -> None:
+        if "{label}" not in self.template or "{text}" not in self.template:
+            raise UserError(
+                f"template {self.template!r} must contain {{text}} and {{label}}, "
+                "e.g. '{text} -> {label}'"
+            )
+        if self.template.index("{label}") < self.template.index("{text}"):
+            raise UserError(
+                "template: {label} must come after {text} (the model reads left to right)"
+            )
+        if any(k < 0 for k in self.shots) or not self.shots:
+            raise UserError(f"shots must be numbers >= 0, got {self.shots}")
+        if self.draws < 1 or self.batch_size < 1:
+            raise UserError("draws and batch_size must be positive")
+        if self.score not in ("sum", "mean"):
+            raise UserError(f"score must be sum or mean, got {self.score!r}")
+
+
+def parse_label_words(spec: str, labels: list[str]) -> dict[str, str]:
+    """'pos=好,neg=差' -> {"pos": "好", "neg": "差"}; each label maps to itself if spec is empty."""
+    if not spec:
+        return {label: label for label in labels}
+    words = {}
+    for item in spec.split(","):
+        if "=" not in item:
+            raise UserError(f"labels: {item!r} is not label=word (e.g. 'pos=好,neg=差')")
+        label, word = (part.strip() for part in item.split("=", 1))
+        words[label] = word
+    missing = [label for label in labels if label not in words]
+    if missing or len(set(words.values())) < len(words):
+        raise UserError(
+            f"labels: need one distinct word for each of {', '.join(labels)} "
+            f"(missing: {', '.join(missing) or 'none'})"
+        )
+    return {label: words[label] for label in labels}
+
+
+# ---------------------------------------------------------------- prompts
+def _cut(text: str, max_chars: int) -> str:
+    return text[:max_chars] if max_chars > 0 else text
+
+
+def render(template: str, example, max_chars: int) -> tuple[str, str]:
+    """(the example up to its label, what follows the label's position up to the label itself):
+    '{text} -> {label}' gives ('text ->', ' ') so the space goes with the label word."""
+    before = template.split("{label}")[0]
+    filled = before.replace("{text}", _cut(example.text, max_chars)).replace(
+        "{text_b}", _cut(example.text_b or "", max_chars)
+    )
+    stripped = filled.rstrip()
+    return stripped, filled[len(stripped) :]
+
+
+def demonstration(template: str, example, word: str, max_chars: int) -> str:
+    query, gap = render(template, example, max_chars)
+    return query + gap + word
+
+
+# ---------------------------------------------------------------- scoring
+def _expanded(caches, batch: int):
+    """Fresh caches holding the prefix's keys and values for every row of a batch."""
+    from selfsup.models.transformer import KVCache
+
+    out = []
+    for cache in caches:
+        fresh = KVCache()
+        fresh.k = cache.k.expand(batch, -1, -1, -1)
+        fresh.v = cache.v.expand(batch, -1, -1, -1)
+        out.append(fresh)
+    return out
+
+
+@torch.no_grad()
+def continuation_logprobs(
+    model,
+    prefix_ids: list[int],
+    queries: list[list[int]],
+    candidates: list[list[int]],
+    batch_size: int = 32,
+) -> np.ndarray:
+    """(Q, C) summed log-probabilities of each candidate's tokens after prefix + query.
+
+    The prefix is read once into a key-value cache that every query continues; queries must be
+    non-empty (the candidate's first token is then predicted from the query's last position).
+    """
+    from selfsup.models.gpt import new_caches
+
+    device = next(model.parameters()).device
+    caches = new_caches(model.decoder.config)
+    model.logits(torch.tensor([prefix_ids], device=device), caches)
+    rows = [(q, c) for q in range(len(queries)) for c in range(len(candidates))]
+    out = np.zeros((len(queries), len(candidates)))
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        seqs = [queries[q] + candidates[c] for q, c in chunk]
+        width = max(map(len, seqs))
+        ids = torch.zeros((len(seqs), width), dtype=torch.long)  # right-padded: causal attention
+        for r, seq in enumerate(seqs):  # never lets a pad change an earlier position
+            ids[r, : len(seq)] = torch.tensor(seq)
+        logp = model.logits(ids.to(device), _expanded(caches, len(seqs))).float().log_softmax(-1)
+        for r, (q, c) in enumerate(chunk):
+            first, n = len(queries[q]), len(candidates[c])
+            positions = torch.arange(first - 1, first - 1 + n)
+            targets = torch.tensor(candidates[c])
+            out[q, c] = float(logp[r, positions, targets].sum())
+    return out
+
+
+@dataclass
+class DrawResult:
+    shots: int
+    draw: int
+    accuracy: float
+    demos_used: int
+    most_predicted_share: float  # share of the most frequent prediction: 1.0 = one label always
+
+
+def evaluate_draw(
+    run, cfg: ICLConfig, demos: list, tests: list, words: dict[str, str], shots: int, draw: int
+) -> DrawResult:
+    """Accuracy of one k-shot prompt (one draw of demonstrations) on the test examples."""
+    from selfsup.data.clm import encode_text
+
+    tok = run.tokenizer
+    labels = list(words)
+    rendered = [render(cfg.template, e, cfg.max_text_chars) for e in tests]
+    queries = [encode_text(tok, text, bos=False) for text, _ in rendered]
+    gap = rendered[0][1] if rendered else " "
+    candidates = [tok.encode(gap + words[label]).ids for label in labels]
+    if any(not c for c in candidates) or any(not q for q in queries):
+        raise UserError("a label word or a test text encodes to no tokens with this tokenizer")
+    longest = max(map(len, queries)) + max(map(len, candidates))
+    limit = run.model.decoder.config.max_position
+    used = list(demos)
+    while True:
+        lines = [demonstration(cfg.template, e, words[e.label], cfg.max_text_chars) for e in used]
+        prefix = encode_text(tok, "".join(line + "\n" for line in lines))
+        if len(prefix) + longest <= limit or not used:
+            break
+        used = used[1:]  # the oldest demonstration goes first
+    if len(prefix) + longest > limit:
+        raise UserError(
+            f"a test example needs {longest} tokens after the prompt; the model reads at most "
+            f"{limit}: lower max_text_chars"
+        )
+    scores = continuation_logprobs(run.model, prefix, queries, candidates, cfg.batch_size)
+    if cfg.score == "mean":
+        scores = scores / np.array([len(c) for c in candidates])[None]
+    predicted = [labels[i] for i in scores.argmax(1)]
+    accuracy = float(np.mean([p == e.label for p, e in zip(predicted, tests)]))
+    share = collections.Counter(predicted).most_common(1)[0][1] / len(predicted)
+    return DrawResult(shots, draw, accuracy, len(used), share)
+
+
+@dataclass
+class ICLReport:
+    task: str
+    labels: dict[str, str]
+    majority_label: str
+    majority_accuracy: float
+    num_test: int
+    draws: list[DrawResult]
+
+    def rows(self) -> list[dict]:
+        """One row per k: mean, std, min and max accuracy over draws."""
+        out = []
+        for k in sorted({d.shots for d in self.draws}):
+            ds = [d for d in self.draws if d.shots == k]
+            acc = np.array([d.accuracy for d in ds])
+            out.append(
+                {
+                    "k": k,
+                    "draws": len(ds),
+                    "accuracy_mean": float(acc.mean()),
+                    "accuracy_std": float(acc.std()),
+                    "accuracy_min": float(acc.min()),
+                    "accuracy_max": float(acc.max()),
+                    "demos_used": float(np.mean([d.demos_used for d in ds])),
+                    "most_predicted_share": float(np.mean([d.most_predicted_share for d in ds])),
+                }
+            )
+        return out
+
+    def table(self) -> str:
+        from selfsup.experiments.common import markdown_table
+
+        rows = [
+            [
+                r["k"],
+                f"{r['demos_used']:.1f}",
+                f"{r['accuracy_mean']:.3f} +- {r['accuracy_std']:.3f}",
+                f"{r['accuracy_min']:.3f} .. {r['accuracy_max']:.3f}",
+                r["most_predicted_share"],
+            ]
+            for r in self.rows()
+        ]
+        header = ["k", "demos used", "accuracy (mean +- std)", "min .. max", "top label share"]
+        return (
+            markdown_table(header, rows)
+            + f"\nmajority-class baseline (always {self.majority_label!r}): "
+            f"{self.majority_accuracy:.3f} on {self.num_test} test examples"
+        )
+
+
+def plot_icl_curve(report: ICLReport, path: Path, title: str) -> None:
+    from selfsup.plots import _pyplot, save_figure
+
+    plt = _pyplot()
+    rows = report.rows()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ks = [r["k"] for r in rows]
+    positions = np.arange(len(ks))  # k = 0, 1, 2, 4, ... evenly spaced
+    for d in report.draws:
+        ax.plot(positions[ks.index(d.shots)], d.accuracy, ".", color="tab:blue", alpha=0.35)
+    ax.errorbar(
+        positions,
+        [r["accuracy_mean"] for r in rows],
+        yerr=[r["accuracy_std"] for r in rows],
+        fmt="o-",
+        color="tab:blue",
+        capsize=3,
+        label="GPT, mean +- std over draws",
+    )
+    ax.axhline(report.majority_accuracy, color="grey", ls="--", label="majority class")
+    ax.set_xticks(positions, [str(k) for k in ks])
+    ax.set(xlabel="demonstrations in the prompt (k)", ylabel="test accuracy", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def run_icl(run_dir: str | Path, cfg: ICLConfig, out: Path | None = None, say=print) -> ICLReport:
+    """Evaluate a GPT run in context for every k and draw; print and (with `out`) save the table,
+    results.json and icl_curve.png."""
+    from selfsup.finetune import _limit, load_task_data
+    from selfsup.generate import load_gpt
+    from selfsup.io import atomic_write_json
+
+    cfg.validate()
+    run = load_gpt(str(run_dir))
+    data = load_task_data(cfg.task)
+    if data.kind not in ("classification", "pair"):
+        raise UserError(
+            f"task {data.name!r} is a {data.kind} task; icl needs classification or pair"
+        )
+    pool = data.splits["train"]
+    tests = _limit(data.splits[data.eval_split], cfg.task.max_eval_examples)
+    labels = sorted({e.label for e in pool})
+    words = parse_label_words(cfg.labels, labels)
+    majority = collections.Counter(e.label for e in pool).most_common(1)[0][0]
+    majority_accuracy = float(np.mean([e.label == majority for e in tests]))
+    draws = []
+    for k in cfg.shots:
+        if k > len(pool):
+            raise UserError(f"shots: k={k} is more than the {len(pool)} training examples")
+        for draw in range(cfg.draws if k > 0 else 1):
+            rng = np.random.default_rng([cfg.seed, k, draw])
+            demos = [pool[i] for i in rng.choice(len(pool), k, replace=False)]
+            result = evaluate_draw(run, cfg, demos, tests, words, k, draw)
+            say(f"k={k} draw {draw}: accuracy {result.accuracy:.3f} ({result.demos_used} demos)")
+            draws.append(result)
+    report = ICLReport(data.name, words, majority, majority_accuracy, len(tests), draws)
+    say(report.table())
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(
+            out / "results.json",
+            {
+                "run": str(run_dir),
+                "task": data.name,
+                "labels": words,
+                "template": cfg.template,
+                "majority_label": majority,
+                "majority_accuracy": majority_accuracy,
+                "num_test": len(tests),
+                "rows": report.rows(),
+                "draws": [d.__dict__ for d in draws],
+            },
+        )
+        (out / "table.md").write_text(report.table() + "\n")
+        plot_icl_curve(report, out / "icl_curve.png", f"in-context learning: {data.name}")
+        say(f"plot: {out / 'icl_curve.png'}")
+    return report
