@@ -40,6 +40,25 @@ def _add_command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
     return sub.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
 
 
+def _add_run_flags(p: argparse.ArgumentParser, presets: list[str]) -> None:
+    """--preset, --config, --out and --resume: how every training command starts a run."""
+    p.add_argument(
+        "--preset",
+        choices=presets,
+        default=presets[0],
+        help=f"starting config (default: {presets[0]})",
+    )
+    p.add_argument(
+        "--config", metavar="FILE", help="start from a saved config.json instead of a preset"
+    )
+    p.add_argument(
+        "--out", metavar="RUN_DIR", required=True, help="run folder to create (or resume)"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+
+
 def _add_config_flags(
     parser: argparse.ArgumentParser, cfg_cls: type, skip: set[str], prefix: str = ""
 ) -> None:
@@ -81,18 +100,7 @@ def _pretrain_parser(sub) -> None:
         "tokenizer, safetensors weights, metrics.jsonl and loss_curve.png.",
         epilog=EPILOG_PRETRAIN,
     )
-    p.add_argument(
-        "--preset", choices=sorted(PRESETS), default="tiny", help="starting config (default: tiny)"
-    )
-    p.add_argument(
-        "--config", metavar="FILE", help="start from a saved config.json instead of a preset"
-    )
-    p.add_argument(
-        "--out", metavar="RUN_DIR", required=True, help="run folder to create (or resume)"
-    )
-    p.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
-    )
+    _add_run_flags(p, ["tiny", *sorted(set(PRESETS) - {"tiny"})])
     p.add_argument("--corpus", metavar="PATH", help="text to learn from (same as --data.corpus)")
     p.add_argument(
         "--objectives", metavar="LIST", help="e.g. mlm or mlm,sop or mlm,nsp (same as --objectives)"
@@ -173,18 +181,7 @@ def _vision_pretrain_parser(sub, arch: str) -> None:
         "metrics.jsonl (loss, held-out loss, k-NN accuracy) and loss_curve.png.",
         epilog=EPILOG_PRETRAIN_IMAGES,
     )
-    p.add_argument(
-        "--preset", choices=list(PRESETS), default="tiny", help="starting config (default: tiny)"
-    )
-    p.add_argument(
-        "--config", metavar="FILE", help="start from a saved config.json instead of a preset"
-    )
-    p.add_argument(
-        "--out", metavar="RUN_DIR", required=True, help="run folder to create (or resume)"
-    )
-    p.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
-    )
+    _add_run_flags(p, list(PRESETS))  # tiny first
     p.add_argument("--dataset", metavar="NAME", help="same as --data.dataset")
     _add_config_flags(p, VisionPretrainConfig, skip=set())
     p.set_defaults(func=lambda args: _run_vision_pretrain(args, arch))
@@ -280,21 +277,7 @@ def _finetune_parser(sub) -> None:
         "test metrics.",
         epilog=EPILOG_FINETUNE,
     )
-    p.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        default="small",
-        help="starting config (default: small)",
-    )
-    p.add_argument(
-        "--config", metavar="FILE", help="start from a saved config.json instead of a preset"
-    )
-    p.add_argument(
-        "--out", metavar="RUN_DIR", required=True, help="run folder to create (or resume)"
-    )
-    p.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
-    )
+    _add_run_flags(p, ["small", *sorted(set(PRESETS) - {"small"})])
     p.add_argument(
         "--init", metavar="RUN", help="selfsup run to start from, or 'random' (same as --init)"
     )

@@ -99,9 +99,7 @@ class PretrainConfig:
             raise UserError(
                 f"data.heldout_fraction must be in (0, 1), got {self.data.heldout_fraction}"
             )
-        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
-            if getattr(self.train, name) <= 0:
-                raise UserError(f"train.{name} must be positive, got {getattr(self.train, name)}")
+        self.train.validate()
 
 
 # ---------------------------------------------------------------- presets

@@ -27,6 +27,7 @@ from torch import nn
 
 from selfsup.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from selfsup.config import option
+from selfsup.errors import UserError
 from selfsup.io import atomic_save_safetensors
 from selfsup.objectives.base import StepOutput
 
@@ -60,6 +61,11 @@ class TrainConfig:
     )
     threads: int = option(0, "CPU threads for torch (0: leave torch's default)")
     progress: bool = option(True, "show a progress bar")
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"train.{name} must be positive, got {getattr(self, name)}")
 
 
 class BatchSource(Protocol):

@@ -55,9 +55,7 @@ class VisionPretrainConfig:
 
     def validate(self) -> None:
         self.views.validate()
-        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
-            if getattr(self.train, name) <= 0:
-                raise UserError(f"train.{name} must be positive, got {getattr(self.train, name)}")
+        self.train.validate()
         if self.train.batch_size * self.train.grad_accum < 2:
             raise UserError("a contrast needs at least 2 images per step (train.batch_size)")
         if self.simclr.temperature <= 0:
