@@ -265,18 +265,16 @@ def resolve_init(cfg: FinetuneConfig, kind: str, train_examples: list) -> Init:
     read_run_marker(run)
     model = TransformerConfig(**json.loads((run / "config.json").read_text())["model"])
     tokenizer = Tokenizer.load(run / "tokenizer")
+    if cfg.random_init:  # the run's tokenizer and sizes only: its weights are not needed
+        return Init(tokenizer, model, None)
     weights = run / "model.safetensors"
     if not weights.exists():
         raise UserError(f"{run}: has no model.safetensors (did its training finish?)")
-    state = None
-    if not cfg.random_init:
-        state = {
-            k[len("encoder.") :]: v
-            for k, v in load_file(weights).items()
-            if k.startswith("encoder.")
-        }
-        if not state:
-            raise UserError(f"{weights}: holds no encoder weights")
+    state = {
+        k[len("encoder.") :]: v for k, v in load_file(weights).items() if k.startswith("encoder.")
+    }
+    if not state:
+        raise UserError(f"{weights}: holds no encoder weights")
     return Init(tokenizer, model, state)
 
 
