@@ -19,7 +19,7 @@ from selfsup.errors import UserError
 from selfsup.models.vision import VisionModelConfig
 from selfsup.objectives.byol import BYOL, BYOLConfig, target_decay
 from selfsup.objectives.simclr import SimCLR, SimCLRConfig, nt_xent
-from selfsup.probe import few_label_indices, knn_accuracy, linear_probe_accuracy
+from selfsup.probe import few_label_indices, knn_accuracy, linear_probe_accuracy, probe_run
 from selfsup.trainer import TrainConfig, train
 from selfsup.vision_pretrain import build_model, preset_tiny, pretrain_vision
 
@@ -266,6 +266,18 @@ def test_image_folder_with_and_without_classes(tmp_path):
         _write_image(tmp_path / "loose" / f"{i}.jpg", (i * 20, 0, 0), mode="RGB")
     train, test = load_image_folder(tmp_path / "loose", 8)
     assert len(train) + len(test) == 10 and not train.labelled and (train.labels == -1).all()
+
+
+def test_pretraining_on_unlabelled_images(tmp_path):
+    g = np.random.default_rng(0)
+    for i in range(12):
+        _write_image(tmp_path / "photos" / f"{i}.png", tuple(int(v) for v in g.integers(0, 255, 3)))
+    cfg = _tiny("simclr", steps=2)
+    cfg.data.dataset, cfg.data.image_size = str(tmp_path / "photos"), 8
+    metrics = pretrain_vision(cfg, tmp_path / "run")
+    assert "eval_simclr_loss" in metrics and "eval_knn_accuracy" not in metrics  # no labels
+    with pytest.raises(UserError, match="probing needs labels"):
+        probe_run(tmp_path / "run")
 
 
 def test_image_folder_errors_name_the_path(tmp_path):
