@@ -289,6 +289,8 @@ def run_icl(run_dir: str | Path, cfg: ICLConfig, out: Path | None = None, say=pr
 
     cfg.validate()
     run = load_gpt(str(run_dir))
+    if cfg.task.kind not in ("auto", "classification", "pair"):
+        raise UserError(f"task.kind={cfg.task.kind}: icl needs classification or pair")
     data = load_task_data(cfg.task)
     if data.kind not in ("classification", "pair"):
         raise UserError(
