@@ -12,6 +12,47 @@ from typing import Any
 from selfsup.errors import UserError
 
 
+def synthetic_model(
+    hidden_size: int, num_layers: int, num_heads: int, max_position: int, vocab_size: int = 1
+):
+    """A pre-LN GPT stack without dropout: synthetic tasks draw fresh data every step, so there
+    is nothing to overfit, and pre-LN tolerates lr 1e-3 from the start."""
+    from selfsup.models.transformer import TransformerConfig
+
+    return TransformerConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        max_position=max_position,
+        norm_position="pre",
+        dropout=0.0,
+        attention_dropout=0.0,
+        layer_norm_eps=1e-5,
+    )
+
+
+def synthetic_training(
+    steps: int, batch_size: int, warmup_steps: int, min_lr_ratio: float, **rest: Any
+):
+    """Cosine schedule at lr 1e-3, no weight decay, one thread, no progress bar; `rest` sets
+    eval_every, eval_batches, checkpoint_every, log_every (or anything else of TrainConfig)."""
+    from selfsup.trainer import TrainConfig
+
+    return TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=1e-3,
+        warmup_steps=warmup_steps,
+        schedule="cosine",
+        min_lr_ratio=min_lr_ratio,
+        weight_decay=0.0,
+        threads=1,
+        progress=False,
+        **rest,
+    )
+
+
 def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     """A GitHub table; floats with 3 decimals."""
 

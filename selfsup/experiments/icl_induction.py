@@ -29,6 +29,7 @@ import torch
 
 from selfsup.config import option, save_config
 from selfsup.errors import UserError
+from selfsup.experiments.common import synthetic_model, synthetic_training
 from selfsup.io import atomic_write_json
 from selfsup.models.transformer import TransformerConfig
 from selfsup.objectives.clm import GPTPretrainer
@@ -43,34 +44,17 @@ class InductionConfig:
     max_segment: int = option(20, "longest repeated segment")
     layers: list[int] = option([1, 2], "model depths compared (same width, same batches)")
     eval_sequences: int = option(2000, "fresh sequences for the accuracy table")
-    model: TransformerConfig = option(
-        TransformerConfig(
-            hidden_size=64,
-            num_layers=2,
-            num_heads=4,
-            max_position=64,
-            norm_position="pre",
-            dropout=0.0,
-            attention_dropout=0.0,
-            layer_norm_eps=1e-5,
-        ),
-        "",
-    )
+    model: TransformerConfig = option(synthetic_model(64, 2, 4, max_position=64), "")
     train: TrainConfig = option(
-        TrainConfig(
-            steps=2000,
+        synthetic_training(
+            2000,
             batch_size=32,
-            lr=1e-3,
             warmup_steps=100,
-            schedule="cosine",
             min_lr_ratio=0.1,
-            weight_decay=0.0,
             eval_every=500,
             eval_batches=4,
             checkpoint_every=500,
             log_every=100,
-            threads=1,
-            progress=False,
         ),
         "",
     )

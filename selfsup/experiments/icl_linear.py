@@ -35,6 +35,7 @@ from torch import nn
 
 from selfsup.config import option, save_config
 from selfsup.errors import UserError
+from selfsup.experiments.common import synthetic_model, synthetic_training
 from selfsup.io import atomic_write_json
 from selfsup.models.gpt import CausalDecoder, scale_residual_init
 from selfsup.models.transformer import TransformerConfig, init_weights
@@ -47,35 +48,18 @@ class LinearICLConfig:
     dim: int = option(5, "input dimension d")
     points: int = option(15, "(x, f(x)) pairs per prompt")
     eval_prompts: int = option(2000, "fresh test prompts for the error curve")
-    model: TransformerConfig = option(
-        TransformerConfig(
-            vocab_size=1,  # unused: inputs are read in as vectors
-            hidden_size=128,
-            num_layers=4,
-            num_heads=4,
-            max_position=30,
-            norm_position="pre",
-            dropout=0.0,
-            attention_dropout=0.0,
-            layer_norm_eps=1e-5,
-        ),
-        "",
-    )
+    # vocab_size 1: inputs are read in as vectors, the token table is unused
+    model: TransformerConfig = option(synthetic_model(128, 4, 4, max_position=30), "")
     train: TrainConfig = option(
-        TrainConfig(
-            steps=4000,
+        synthetic_training(
+            4000,
             batch_size=64,  # the paper's batch size
-            lr=1e-3,
             warmup_steps=200,
-            schedule="cosine",
             min_lr_ratio=0.05,
-            weight_decay=0.0,
             eval_every=500,
             eval_batches=8,
             checkpoint_every=250,
             log_every=50,
-            threads=1,
-            progress=False,
         ),
         "",
     )

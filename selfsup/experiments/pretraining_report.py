@@ -128,8 +128,12 @@ def report(run_dir: str | Path, count: int = 12, seed: int = 0) -> str:
         )
         out.append(f"| held-out MLM perplexity | {m['eval_mlm_perplexity']:.1f} | |")
     for name, (acc, share, balanced) in pair_scores(run_dir).items():
-        out.append(f"| held-out {name.upper()} accuracy | {acc:.3f} | {share:.3f} (majority label) |")
-        out.append(f"| held-out {name.upper()} balanced accuracy | {balanced:.3f} | 0.500 (chance) |")
+        out.append(
+            f"| held-out {name.upper()} accuracy | {acc:.3f} | {share:.3f} (majority label) |"
+        )
+        out.append(
+            f"| held-out {name.upper()} balanced accuracy | {balanced:.3f} | 0.500 (chance) |"
+        )
     lines, top1, top5 = fill_mask_table(run_dir, count, seed)
     out += [
         "",
