@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 
 from selfsup.config import load_config, option, save_config
-from selfsup.data.images import ImageDataConfig
+from selfsup.data.images import ImageData, ImageDataConfig
 from selfsup.data.views import ViewConfig
 from selfsup.errors import UserError
 from selfsup.models.vision import VisionModelConfig
@@ -207,7 +208,9 @@ def config_arch(path: Path) -> str | None:
         return None
 
 
-def _knn_monitor(data, mean, std, n: int):
+def _knn_monitor(
+    data: ImageData, mean: torch.Tensor, std: torch.Tensor, n: int
+) -> Callable[[nn.Module], dict[str, float]] | None:
     """k-NN accuracy (all labels of n training images) of the backbone's features, or None."""
     from selfsup.data.images import stratified_subset
     from selfsup.probe import extract_features, knn_accuracy

@@ -174,7 +174,7 @@ def load_cifar10_zip(root: Path, train_limit: int = 0, test_limit: int = 0):
 def load_image_folder(folder: Path, size: int) -> tuple[ImageSet, ImageSet]:
     """Class subfolders -> labelled (stratified 80/20 split); loose images -> unlabelled (90/10)."""
     if not folder.is_dir():
-        raise UserError(f"{folder}: no such image folder")
+        raise UserError(f"{folder}: no such image folder (built-in sets: {', '.join(BUILT_IN)})")
     subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if subdirs:
         files = [

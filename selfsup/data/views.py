@@ -86,7 +86,10 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
 
 
 def random_resized_crop(
-    x: torch.Tensor, scale: tuple[float, float], g: torch.Generator, ratio=(3 / 4, 4 / 3)
+    x: torch.Tensor,
+    scale: tuple[float, float],
+    g: torch.Generator,
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> torch.Tensor:
     """Crop a random box (area fraction in `scale`, aspect ratio in `ratio`) and resize it back to
     H x W, for every image at once through one affine sampling grid."""
