@@ -33,16 +33,21 @@ def synthetic_model(
 
 
 def synthetic_training(
-    steps: int, batch_size: int, warmup_steps: int, min_lr_ratio: float, **rest: Any
+    steps: int,
+    batch_size: int,
+    warmup_steps: int,
+    min_lr_ratio: float,
+    lr: float = 1e-3,
+    **rest: Any,
 ):
-    """Cosine schedule at lr 1e-3, no weight decay, one thread, no progress bar; `rest` sets
-    eval_every, eval_batches, checkpoint_every, log_every (or anything else of TrainConfig)."""
+    """Cosine schedule, no weight decay, one thread, no progress bar; `rest` sets eval_every,
+    eval_batches, checkpoint_every, log_every (or anything else of TrainConfig)."""
     from selfsup.trainer import TrainConfig
 
     return TrainConfig(
         steps=steps,
         batch_size=batch_size,
-        lr=1e-3,
+        lr=lr,
         warmup_steps=warmup_steps,
         schedule="cosine",
         min_lr_ratio=min_lr_ratio,
