@@ -26,9 +26,15 @@ def load_pretrained(run_dir: str | Path, device: str = "cpu") -> PretrainedRun:
     from selfsup.pretrain import build_model, load_pretrain_config, read_run_marker
 
     run_dir = Path(run_dir)
-    kind = read_run_marker(run_dir).get("kind")
+    marker = read_run_marker(run_dir)
+    kind, arch = marker.get("kind"), marker.get("arch")
     if kind != "pretraining":
         raise UserError(f"{run_dir}: a {kind} run; fill-mask needs a run from selfsup pretrain")
+    if arch in ("simclr", "byol"):
+        raise UserError(
+            f"{run_dir}: an image run ({arch}); this command needs a text run "
+            "(selfsup pretrain --arch bert|gpt); image runs are judged with selfsup probe"
+        )
     cfg = load_pretrain_config(run_dir / "config.json")
     weights = run_dir / "model.safetensors"
     if not weights.exists():

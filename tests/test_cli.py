@@ -181,6 +181,14 @@ def test_fill_mask_on_a_fine_tuned_run_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and "needs a run from selfsup pretrain" in err
 
 
+def test_fill_mask_on_an_image_run_is_a_clear_error(tmp_path, capsys):
+    from selfsup.pretrain import write_run_marker
+
+    write_run_marker(tmp_path, "pretraining", "simclr")
+    code, _, err = _run(["fill-mask", str(tmp_path), "a[MASK]"], capsys)
+    assert code == 2 and "an image run (simclr)" in err and "selfsup probe" in err
+
+
 def test_not_a_run_folder(tmp_path, capsys):
     code, _, err = _run(["fill-mask", str(tmp_path), "a[MASK]"], capsys)
     assert code == 2 and "not a selfsup run" in err
