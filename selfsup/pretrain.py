@@ -175,7 +175,7 @@ def preset_gpt_tiny() -> PretrainConfig:
 
 
 def preset_gpt_small() -> PretrainConfig:
-    """Tiny Shakespeare in ~10 CPU minutes (one thread): a character GPT of 4 pre-LN layers, width 192."""
+    """Tiny Shakespeare in ~10 CPU minutes (one thread): a character GPT, 4 pre-LN layers of 192."""
     cfg = PretrainConfig(arch="gpt", objectives=["clm"])
     cfg.data.corpus = "tinyshakespeare"
     cfg.data.max_seq_len = 128  # nanoGPT's Shakespeare-char uses 256; 128 halves the step time
