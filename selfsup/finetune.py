@@ -262,7 +262,12 @@ def resolve_init(cfg: FinetuneConfig, kind: str, train_examples: list) -> Init:
             raise UserError(f"{run}: has no vocab.txt or tokenizer.json to tokenize with")
         state = None if cfg.random_init else checkpoint.encoder_state
         return Init(checkpoint.tokenizer, checkpoint.config, state)
-    read_run_marker(run)
+    marker = read_run_marker(run)
+    if marker.get("kind") == "pretraining" and marker.get("arch", "bert") != "bert":
+        raise UserError(
+            f"{run}: a {marker['arch']} run; fine-tuning starts from a BERT encoder "
+            "(selfsup pretrain --arch bert, a fine-tuned run, or a Hugging Face BERT folder)"
+        )
     model = TransformerConfig(**json.loads((run / "config.json").read_text())["model"])
     tokenizer = Tokenizer.load(run / "tokenizer")
     if cfg.random_init:  # the run's tokenizer and sizes only: its weights are not needed

@@ -189,6 +189,20 @@ def test_fill_mask_on_an_image_run_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and "an image run (simclr)" in err and "selfsup probe" in err
 
 
+def test_finetune_from_a_gpt_run_is_a_clear_error(tmp_path, capsys):
+    from selfsup.pretrain import write_run_marker
+
+    run = tmp_path / "gpt"
+    write_run_marker(run, "pretraining", "gpt")
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"text": "好", "label": "pos"}\n{"text": "坏", "label": "neg"}\n')
+    args = ["finetune", "--init", str(run), "--task", "files", "--task.kind", "classification"]
+    code, _, err = _run(
+        [*args, "--task.train_file", str(train), "--out", str(tmp_path / "ft")], capsys
+    )
+    assert code == 2 and "a gpt run; fine-tuning starts from a BERT encoder" in err
+
+
 def test_not_a_run_folder(tmp_path, capsys):
     code, _, err = _run(["fill-mask", str(tmp_path), "a[MASK]"], capsys)
     assert code == 2 and "not a selfsup run" in err
