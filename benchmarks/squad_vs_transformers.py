@@ -678,7 +678,7 @@ def parse_settings(argv: Sequence[str] | None) -> Settings:
                 "--" + f.name.replace("_", "-"),
                 action="store_true",
                 default=None,
-                help=f"off by default",
+                help="off by default (see the module docstring)",
             )
             continue
         kind = type(getattr(defaults, f.name)) if getattr(defaults, f.name) is not None else str
