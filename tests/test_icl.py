@@ -177,3 +177,22 @@ def test_repeated_segments_layout():
         copy = t[start : start + length]
         earlier = [t[i : i + length] for i in range(0, start - length + 1)]
         assert 5 <= length <= 8 and any(np.array_equal(copy, e) for e in earlier)
+
+
+def test_linear_curriculum_grows_the_subspace_and_keeps_ys_linear():
+    from selfsup.experiments.icl_linear import LinearICLConfig, LinearPrompts
+
+    cfg = LinearICLConfig(dim=4, points=6, curriculum_every=10)
+    cfg.train.batch_size = 8
+    prompts = LinearPrompts(cfg)
+    assert [prompts.active_dims(s) for s in (0, 9, 10, 25, 1000)] == [1, 1, 2, 3, 4]
+    for index, active in ((0, 1), (15, 2), (35, 4)):
+        batch = prompts.batch(index)
+        xs, ys = batch["xs"], batch["ys"]
+        assert torch.all(xs[..., active:] == 0) and torch.all(xs[..., :active] != 0)
+        # ys are an exact linear function of each prompt's xs (solve on the active coordinates)
+        w = torch.linalg.lstsq(xs[..., :active], ys[..., None]).solution
+        assert torch.allclose(xs[..., :active] @ w, ys[..., None], atol=1e-4)
+    assert torch.equal(prompts.batch(15)["xs"], prompts.batch(15)["xs"])  # pure function of i
+    off = LinearPrompts(LinearICLConfig(dim=4, points=6))
+    assert off.active_dims(0) == 4

@@ -18,8 +18,12 @@ estimators that see the same k examples: least squares (minimum-norm when k < d)
 neighbours, and averaging (w = mean of y_i x_i), as in the paper's Figure 2.
 
 Deviations, for a CPU budget: d = 5 and n = 3d = 15 points instead of d = 20 and 40; 4 layers of
-width 128 instead of GPT-2's 12 of 256; a few thousand steps at lr 1e-3 instead of 500k at 1e-4;
-no curriculum.
+width 128 instead of GPT-2's 12 of 256; a few thousand steps at lr 1e-3 instead of 500k at 1e-4.
+The paper's curriculum is optional (`curriculum_every`): training prompts start with x in a
+1-dimensional subspace (the other coordinates zero) and gain a dimension every
+`curriculum_every` steps until all d are used ("we start training with x in a smaller
+dimensional subspace ... and increase it", their Section 4); the number of points stays n.
+Evaluation always uses all d dimensions.
 
     python -m selfsup.experiments.icl_linear --out runs/icl-linear
 """
@@ -48,6 +52,9 @@ class LinearICLConfig:
     dim: int = option(5, "input dimension d")
     points: int = option(15, "(x, f(x)) pairs per prompt")
     eval_prompts: int = option(2000, "fresh test prompts for the error curve")
+    curriculum_every: int = option(
+        0, "curriculum: x starts 1-dimensional and gains a dimension every N steps (0: off)"
+    )
     # vocab_size 1: inputs are read in as vectors, the token table is unused
     model: TransformerConfig = option(synthetic_model(128, 4, 4, max_position=30), "")
     train: TrainConfig = option(
@@ -75,11 +82,16 @@ class LinearICLConfig:
 
 
 # ---------------------------------------------------------------- data
+def sample_ys(xs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """ys (B, n) = xs @ w for a fresh w ~ N(0, I) per prompt."""
+    w = torch.randn(xs.shape[0], xs.shape[2], 1, generator=generator)
+    return (xs @ w)[..., 0]
+
+
 def sample_prompts(batch: int, points: int, dim: int, generator: torch.Generator):
     """xs (B, n, d) and ys (B, n) with ys = xs @ w, one fresh w ~ N(0, I) per prompt."""
     xs = torch.randn(batch, points, dim, generator=generator)
-    w = torch.randn(batch, dim, 1, generator=generator)
-    return xs, (xs @ w)[..., 0]
+    return xs, sample_ys(xs, generator)
 
 
 class LinearPrompts:
@@ -88,14 +100,24 @@ class LinearPrompts:
     def __init__(self, cfg: LinearICLConfig) -> None:
         self.cfg = cfg
 
-    def _batch(self, seed: int) -> dict:
+    def _batch(self, seed: int, active_dims: int | None = None) -> dict:
         g = torch.Generator().manual_seed(seed)
         xs, ys = sample_prompts(self.cfg.train.batch_size, self.cfg.points, self.cfg.dim, g)
+        if active_dims is not None and active_dims < self.cfg.dim:
+            xs[..., active_dims:] = 0.0  # x in a smaller subspace: f depends on fewer weights
+            ys = sample_ys(xs, g)
         n = xs.shape[0] * xs.shape[1]
         return {"xs": xs, "ys": ys, "counts": {"mse": n}, "num_tokens": 2 * n}
 
+    def active_dims(self, step: int) -> int:
+        """Dimensions in use at optimizer step `step` under the curriculum (all d without one)."""
+        if self.cfg.curriculum_every <= 0:
+            return self.cfg.dim
+        return min(self.cfg.dim, 1 + step // self.cfg.curriculum_every)
+
     def batch(self, index: int) -> dict:
-        return self._batch(self.cfg.train.seed * 1_000_003 + index)
+        step = index // self.cfg.train.grad_accum
+        return self._batch(self.cfg.train.seed * 1_000_003 + index, self.active_dims(step))
 
     def eval_batches(self, max_batches: int) -> list[dict]:
         return [self._batch(-1 - b) for b in range(max_batches)]  # never a training seed
