@@ -194,5 +194,5 @@ def test_linear_curriculum_grows_the_subspace_and_keeps_ys_linear():
         w = torch.linalg.lstsq(xs[..., :active], ys[..., None]).solution
         assert torch.allclose(xs[..., :active] @ w, ys[..., None], atol=1e-4)
     assert torch.equal(prompts.batch(15)["xs"], prompts.batch(15)["xs"])  # pure function of i
-    off = LinearPrompts(LinearICLConfig(dim=4, points=6))
+    off = LinearPrompts(LinearICLConfig(dim=4, points=6, curriculum_every=0))
     assert off.active_dims(0) == 4
