@@ -21,8 +21,8 @@ Deviations, for a CPU budget: d = 5 and n = 3d = 15 points instead of d = 20 and
 width 128 instead of GPT-2's 12 of 256; a few thousand steps at lr 1e-3 instead of 500k at 1e-4.
 The paper's curriculum is on by default (`curriculum_every`, 0 turns it off): prompts start with x in a
 1-dimensional subspace (the other coordinates zero) and gain a dimension every
-`curriculum_every` steps until all d are used ("we start training with x in a smaller
-dimensional subspace ... and increase it", their Section 4); the number of points stays n.
+`curriculum_every` steps until all d are used (the paper's curriculum, paraphrased: train first
+on inputs from a smaller subspace, then grow it); unlike the paper, the number of points stays n.
 Evaluation always uses all d dimensions.
 
     python -m selfsup.experiments.icl_linear --out runs/icl-linear
