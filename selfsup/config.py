@@ -161,6 +161,55 @@ def save_config(cfg: Any, path: str | Path) -> None:
     atomic_write_json(path, to_dict(cfg))
 
 
+# What a resumed run may change: how long it runs and how often it reports or saves, not what a
+# step computes (a longer train.steps stretches the learning-rate schedule from the resume point).
+RESUMABLE_CHANGES = frozenset(
+    f"train.{key}"
+    for key in (
+        "steps",
+        "threads",
+        "progress",
+        "device",
+        "eval_every",
+        "eval_batches",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+    )
+)
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def save_run_config(cfg: Any, path: str | Path, resume: bool) -> None:
+    """Save a run's resolved config; when resuming, first check it against the saved one, so a
+    checkpoint is never continued under settings it was not trained with (a silent mix)."""
+    path = Path(path)
+    if resume and path.exists():
+        saved = _flat(json.loads(path.read_text(encoding="utf-8")))
+        wanted = _flat(json.loads(json.dumps(to_dict(cfg))))  # as it would be saved
+        # a key the saved file lacks is an option added since: it is not compared
+        changed = [
+            f"{key}: {saved[key]!r} -> {wanted.get(key)!r}"
+            for key in sorted(saved)
+            if saved[key] != wanted.get(key) and key not in RESUMABLE_CHANGES
+        ]
+        if changed:
+            raise UserError(
+                f"{path.parent}: cannot resume with other settings ({'; '.join(changed)}); "
+                "use the run's own settings or another output folder"
+            )
+    save_config(cfg, path)
+
+
 def load_config(cfg_cls: type, path: str | Path) -> Any:
     path = Path(path)
     try:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import torch
 
-from selfsup.config import load_config, option, save_config
+from selfsup.config import load_config, option, save_run_config
 from selfsup.errors import UserError
 from selfsup.io import atomic_write_json
 from selfsup.models.bert import BertModel
@@ -329,7 +329,7 @@ def finetune(cfg: FinetuneConfig, run_dir: str | Path, resume: bool = False) -> 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_run_marker(run_dir, "finetune", "bert")
     init.tokenizer.save(run_dir / "tokenizer")
-    save_config(cfg, run_dir / "config.json")
+    save_run_config(cfg, run_dir / "config.json", resume)
     atomic_write_json(
         run_dir / "labels.json", {"kind": kind, "labels": labels, "source": data.source}
     )

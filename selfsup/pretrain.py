@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from selfsup.config import load_config, option, save_config
+from selfsup.config import load_config, option, save_run_config
 from selfsup.errors import UserError
 from selfsup.io import atomic_write_json
 from selfsup.models.transformer import TransformerConfig
@@ -442,7 +442,7 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> 
     write_run_marker(run_dir, "pretraining", cfg.arch)
     tokenizer = build_tokenizer(cfg, run_dir)
     cfg.model.vocab_size = tokenizer.vocab_size
-    save_config(cfg, run_dir / "config.json")
+    save_run_config(cfg, run_dir / "config.json", resume)
     train_store, valid_store = prepare_data(cfg, tokenizer, run_dir)
     data, baseline = ARCHITECTURES[cfg.arch].data(cfg, tokenizer, train_store, valid_store)
     torch.manual_seed(cfg.train.seed)

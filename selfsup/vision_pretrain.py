@@ -32,7 +32,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from selfsup.config import load_config, option, save_config
+from selfsup.config import load_config, option, save_run_config
 from selfsup.data.images import ImageData, ImageDataConfig
 from selfsup.data.views import ViewConfig
 from selfsup.errors import UserError
@@ -249,7 +249,7 @@ def pretrain_vision(
     cfg.model.in_channels, cfg.model.image_size, _ = data.shape
     run_dir.mkdir(parents=True, exist_ok=True)
     write_run_marker(run_dir, "pretraining", cfg.arch)
-    save_config(cfg, run_dir / "config.json")
+    save_run_config(cfg, run_dir / "config.json", resume)
     mean, std = data.channel_stats()
     model = build_model(cfg)
     heldout = data.test if len(data.test) > 1 else data.train

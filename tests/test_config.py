@@ -1,5 +1,7 @@
 """Config overrides: checked names and types, presets, save/load round trip."""
 
+import json
+
 import pytest
 
 from selfsup.config import apply_overrides, load_config, save_config
@@ -61,3 +63,25 @@ def test_seq_len_longer_than_positions():
     cfg = apply_overrides(PretrainConfig(), ["data.max_seq_len=512"])
     with pytest.raises(UserError, match="position table"):
         cfg.validate()
+
+
+def test_resuming_under_other_settings_is_refused_but_length_may_change(tmp_path):
+    from selfsup.config import save_run_config
+    from selfsup.pretrain import preset_tiny
+
+    path = tmp_path / "config.json"
+    cfg = preset_tiny()
+    save_run_config(cfg, path, resume=False)
+    cfg.train.steps, cfg.train.threads = 500, 1  # longer, other speed: allowed
+    save_run_config(cfg, path, resume=True)
+    cfg.masking.rate = 0.3
+    with pytest.raises(
+        UserError, match=r"cannot resume with other settings \(masking.rate: 0.15 -> 0.3\)"
+    ):
+        save_run_config(cfg, path, resume=True)
+    save_run_config(cfg, path, resume=False)  # a fresh run overwrites
+    saved = json.loads(path.read_text())
+    del saved["masking"]["rate"]  # a file written before an option existed: not compared
+    path.write_text(json.dumps(saved))
+    cfg.masking.rate = 0.5
+    save_run_config(cfg, path, resume=True)

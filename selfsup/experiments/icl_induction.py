@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfsup.config import option, save_config
+from selfsup.config import option, save_run_config
 from selfsup.errors import UserError
 from selfsup.experiments.common import synthetic_model, synthetic_training
 from selfsup.io import atomic_write_json
@@ -167,7 +167,7 @@ def run_induction(cfg: InductionConfig, out: Path, say=print) -> dict[int, dict[
 
     cfg.validate()
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.json")
+    save_run_config(cfg, out / "config.json", resume=True)  # always resumes
     tokens, role = repeated_segments(cfg.eval_sequences, cfg, np.random.default_rng(12345))
     results: dict[int, dict[str, float]] = {}
     for layers in cfg.layers:

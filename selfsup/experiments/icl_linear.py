@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from selfsup.config import option, save_config
+from selfsup.config import option, save_run_config
 from selfsup.errors import UserError
 from selfsup.experiments.common import synthetic_model, synthetic_training
 from selfsup.io import atomic_write_json
@@ -237,7 +237,7 @@ def run_linear_icl(cfg: LinearICLConfig, out: Path, say=print) -> dict:
     """Train (or resume) in `out`, then print and save the error table and plot."""
     cfg.validate()
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.json")
+    save_run_config(cfg, out / "config.json", resume=True)  # always resumes
     torch.manual_seed(cfg.train.seed)
     model = LinearICLModel(cfg.dim, cfg.model)
     g = torch.Generator().manual_seed(12345)
