@@ -14,7 +14,8 @@ than RAM):
   it is split into sentences with `split_sentences`.
 - `.json`: a SQuAD-format question-answering file (SQuAD v1.1, DRCD, CMRC 2018); each distinct
   passage (`context`) is one document, so a QA task's own training passages can be pretrained on.
-  Named explicitly only: a folder's `.json` files are not read (they are rarely corpora).
+  Named explicitly only: a folder's `.json` files are not read (they are rarely corpora). Unlike
+  the other sources such a file is parsed whole (JSON has no line structure; QA files are MBs).
 - a folder: every `.txt` / `.jsonl` file under it, recursively, in sorted path order; hidden files
   and folders are skipped.
 - several of the above joined by commas (`peoples-daily,extra.txt`), read one after the other.
