@@ -600,7 +600,9 @@ examples:
 A k-shot prompt is k training examples drawn at random, one per line in the --template, then the
 test text up to its label; the label whose words get the highest log-probability is the answer.
 No weight changes. Prints accuracy per k (mean +- std over --draws draws) next to the
-majority-class baseline; with --out also writes results.json, table.md and icl_curve.png.
+majority-class baseline, and the same after contextual calibration (the label bias the prompt gives
+content-free inputs such as "N/A" is divided out; --calibrate false turns it off); with --out
+also writes results.json, table.md and icl_curve.png.
 """
 
 

@@ -11,6 +11,13 @@ reported for each k over several random draws of the demonstrations, next to the
 baseline (always the most frequent training label), which a model that learnt nothing from its
 prompt can still reach.
 
+Contextual calibration (Zhao et al. 2021, "Calibrate Before Use"): a small or half-trained model
+often prefers one label word whatever the text says (the word is frequent, or it ended the last
+demonstration). The same prompt is therefore also read with content-free test inputs ("N/A",
+"[MASK]", the empty text); their average label distribution is the model's bias under this prompt,
+and each test example's label probabilities are divided by it before the argmax. Both accuracies
+are reported; calibration costs three extra queries per prompt and no parameter update.
+
 Cost: the demonstrations are the same for every test example of a draw, so they are read once and
 their keys and values are kept (the generation key-value cache); each test example then costs
 only its own tokens and its candidates. Texts are cut to `max_text_chars` characters; if the
@@ -29,6 +36,7 @@ import numpy as np
 import torch
 
 from selfsup.config import option
+from selfsup.data.tasks import TextExample
 from selfsup.errors import UserError
 from selfsup.finetune import TaskConfig
 
@@ -49,6 +57,12 @@ class ICLConfig:
     )
     max_text_chars: int = option(48, "cut every text to this many characters (0: no cut)")
     batch_size: int = option(32, "test examples scored together")
+    calibrate: bool = option(
+        True, "also report contextual calibration: divide by the label bias of content-free inputs"
+    )
+    content_free: list[str] = option(
+        ["N/A", "[MASK]"], "content-free inputs for calibration (the empty text is always added)"
+    )
     seed: int = option(0, "seed of the demonstration draws")
 
     def validate(self) -> None:
@@ -157,6 +171,25 @@ def continuation_logprobs(
     return out
 
 
+def label_distribution(scores: np.ndarray) -> np.ndarray:
+    """(N, C) label log-scores -> (N, C) probabilities normalised over the candidate labels."""
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    p = np.exp(shifted)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def calibrated_scores(scores: np.ndarray, content_free_scores: np.ndarray) -> np.ndarray:
+    """Contextual calibration: log p(label | x) - log p_cf(label), where p_cf is the label
+    distribution averaged over the content-free inputs (each normalised over the labels first).
+    Under these scores every content-free input itself gets the uniform distribution."""
+    bias = label_distribution(content_free_scores).mean(axis=0)
+    return np.log(label_distribution(scores)) - np.log(bias)[None]
+
+
+def _top_share(predicted: list[str]) -> float:
+    return collections.Counter(predicted).most_common(1)[0][1] / len(predicted)
+
+
 @dataclass
 class DrawResult:
     shots: int
@@ -164,6 +197,8 @@ class DrawResult:
     accuracy: float
     demos_used: int
     most_predicted_share: float  # share of the most frequent prediction: 1.0 = one label always
+    calibrated_accuracy: float | None = None
+    calibrated_share: float | None = None
 
 
 def evaluate_draw(
@@ -180,6 +215,12 @@ def evaluate_draw(
     candidates = [tok.encode(gap + words[label]).ids for label in labels]
     if any(not c for c in candidates) or any(not q for q in queries):
         raise UserError("a label word or a test text encodes to no tokens with this tokenizer")
+    content_free = []
+    if cfg.calibrate:
+        for text in [*cfg.content_free, ""]:
+            blank = TextExample(text, labels[0], text if tests and tests[0].text_b else None)
+            ids = encode_text(tok, render(cfg.template, blank, 0)[0], bos=False)
+            content_free += [ids] if ids else []  # a template with nothing around {text}
     longest = max(map(len, queries)) + max(map(len, candidates))
     limit = run.model.decoder.config.max_position
     used = list(demos)
@@ -194,13 +235,24 @@ def evaluate_draw(
             f"a test example needs {longest} tokens after the prompt; the model reads at most "
             f"{limit}: lower max_text_chars"
         )
-    scores = continuation_logprobs(run.model, prefix, queries, candidates, cfg.batch_size)
+    scores = continuation_logprobs(
+        run.model, prefix, queries + content_free, candidates, cfg.batch_size
+    )
     if cfg.score == "mean":
         scores = scores / np.array([len(c) for c in candidates])[None]
+    scores, content_free_scores = scores[: len(queries)], scores[len(queries) :]
+    result = DrawResult(shots, draw, 0.0, len(used), 0.0)
     predicted = [labels[i] for i in scores.argmax(1)]
-    accuracy = float(np.mean([p == e.label for p, e in zip(predicted, tests)]))
-    share = collections.Counter(predicted).most_common(1)[0][1] / len(predicted)
-    return DrawResult(shots, draw, accuracy, len(used), share)
+    result.accuracy = float(np.mean([p == e.label for p, e in zip(predicted, tests)]))
+    result.most_predicted_share = _top_share(predicted)
+    if len(content_free_scores):
+        calibrated = calibrated_scores(scores, content_free_scores)
+        predicted = [labels[i] for i in calibrated.argmax(1)]
+        result.calibrated_accuracy = float(
+            np.mean([p == e.label for p, e in zip(predicted, tests)])
+        )
+        result.calibrated_share = _top_share(predicted)
+    return result
 
 
 @dataclass
@@ -230,24 +282,39 @@ class ICLReport:
                     "most_predicted_share": float(np.mean([d.most_predicted_share for d in ds])),
                 }
             )
+            if all(d.calibrated_accuracy is not None for d in ds):
+                calibrated = np.array([d.calibrated_accuracy for d in ds])
+                out[-1]["calibrated_mean"] = float(calibrated.mean())
+                out[-1]["calibrated_std"] = float(calibrated.std())
+                out[-1]["calibrated_share"] = float(np.mean([d.calibrated_share for d in ds]))
         return out
 
     def table(self) -> str:
         from selfsup.experiments.common import markdown_table
 
-        rows = [
-            [
-                r["k"],
-                f"{r['demos_used']:.1f}",
-                f"{r['accuracy_mean']:.3f} +- {r['accuracy_std']:.3f}",
-                f"{r['accuracy_min']:.3f} .. {r['accuracy_max']:.3f}",
-                r["most_predicted_share"],
-            ]
-            for r in self.rows()
-        ]
+        rows = self.rows()
+        calibrated = all("calibrated_mean" in r for r in rows)
+        table = []
+        for r in rows:
+            table.append(
+                [
+                    r["k"],
+                    f"{r['demos_used']:.1f}",
+                    f"{r['accuracy_mean']:.3f} +- {r['accuracy_std']:.3f}",
+                    f"{r['accuracy_min']:.3f} .. {r['accuracy_max']:.3f}",
+                    r["most_predicted_share"],
+                ]
+            )
+            if calibrated:
+                table[-1] += [
+                    f"{r['calibrated_mean']:.3f} +- {r['calibrated_std']:.3f}",
+                    r["calibrated_share"],
+                ]
         header = ["k", "demos used", "accuracy (mean +- std)", "min .. max", "top label share"]
+        if calibrated:
+            header += ["calibrated accuracy", "calibrated top share"]
         return (
-            markdown_table(header, rows)
+            markdown_table(header, table)
             + f"\nmajority-class baseline (always {self.majority_label!r}): "
             f"{self.majority_accuracy:.3f} on {self.num_test} test examples"
         )
@@ -272,6 +339,16 @@ def plot_icl_curve(report: ICLReport, path: Path, title: str) -> None:
         capsize=3,
         label="GPT, mean +- std over draws",
     )
+    if all("calibrated_mean" in r for r in rows):
+        ax.errorbar(
+            positions + 0.06,
+            [r["calibrated_mean"] for r in rows],
+            yerr=[r["calibrated_std"] for r in rows],
+            fmt="s--",
+            color="tab:orange",
+            capsize=3,
+            label="GPT, contextually calibrated",
+        )
     ax.axhline(report.majority_accuracy, color="grey", ls="--", label="majority class")
     ax.set_xticks(positions, [str(k) for k in ks])
     ax.set(xlabel="demonstrations in the prompt (k)", ylabel="test accuracy", title=title)
@@ -311,7 +388,15 @@ def run_icl(run_dir: str | Path, cfg: ICLConfig, out: Path | None = None, say=pr
             rng = np.random.default_rng([cfg.seed, k, draw])
             demos = [pool[i] for i in rng.choice(len(pool), k, replace=False)]
             result = evaluate_draw(run, cfg, demos, tests, words, k, draw)
-            say(f"k={k} draw {draw}: accuracy {result.accuracy:.3f} ({result.demos_used} demos)")
+            calibrated = (
+                f", calibrated {result.calibrated_accuracy:.3f}"
+                if result.calibrated_accuracy is not None
+                else ""
+            )
+            say(
+                f"k={k} draw {draw}: accuracy {result.accuracy:.3f}{calibrated} "
+                f"({result.demos_used} demos)"
+            )
             draws.append(result)
     report = ICLReport(data.name, words, majority, majority_accuracy, len(tests), draws)
     say(report.table())

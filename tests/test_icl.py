@@ -111,9 +111,13 @@ def test_icl_command_on_a_labelled_file(gpt_run, capsys):
     assert [r["draws"] for r in results["rows"]] == [1, 2, 2]
     assert results["majority_accuracy"] == 0.5
     # the corpus taught "red -> red": with no demonstration the likeliest label after "red ->"
-    # is red (with demonstrations this 80-step toy leans towards the labels it has just read)
+    # is red (with demonstrations this 80-step toy leans towards the labels it has just read) ...
     assert results["rows"][0]["accuracy_mean"] == 1.0
     assert all(0.0 <= r["accuracy_mean"] <= 1.0 for r in results["rows"])
+    # ... a bias towards the last labels read that contextual calibration removes: under every
+    # prompt the content-free inputs' label bias is divided out and each colour maps to itself
+    assert [r["calibrated_mean"] for r in results["rows"]] == [1.0, 1.0, 1.0]
+    assert "calibrated accuracy" in (out / "table.md").read_text()
     assert (out / "icl_curve.png").exists()
 
 
@@ -196,3 +200,18 @@ def test_linear_curriculum_grows_the_subspace_and_keeps_ys_linear():
     assert torch.equal(prompts.batch(15)["xs"], prompts.batch(15)["xs"])  # pure function of i
     off = LinearPrompts(LinearICLConfig(dim=4, points=6, curriculum_every=0))
     assert off.active_dims(0) == 4
+
+
+def test_calibration_known_answer_and_uniform_content_free():
+    from selfsup.icl import calibrated_scores, label_distribution
+
+    # the model prefers label 0 by a factor 3 under a content-free input
+    content_free = np.log(np.array([[0.75, 0.25], [0.75, 0.25]]))
+    scores = np.log(np.array([[0.6, 0.4], [0.8, 0.2]]))
+    calibrated = calibrated_scores(scores, content_free)
+    # 0.6/0.75 = 0.8 < 0.4/0.25 = 1.6 -> label 1; 0.8/0.75 = 1.07 > 0.2/0.25 = 0.8 -> label 0
+    assert list(calibrated.argmax(1)) == [1, 0]
+    assert list(scores.argmax(1)) == [0, 0]
+    # a single content-free input becomes uniform (unnormalised log-scores are fine)
+    raw = np.array([[-1.0, -3.0, -2.0]])
+    np.testing.assert_allclose(label_distribution(calibrated_scores(raw, raw)), 1 / 3)
