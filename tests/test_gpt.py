@@ -191,6 +191,41 @@ def test_stream_layout_and_heldout_tiling(tmp_path, char_tokenizer):
     assert torch.equal(b["input_ids"][:, 1:], b["labels"][:, :-1])
 
 
+def test_stream_file_is_chunked_reused_and_rebuilt(tmp_path, char_tokenizer, monkeypatch):
+    import selfsup.data.clm as clm
+    from selfsup.data.corpus import Document
+    from selfsup.data.token_store import TokenStore, write_token_store
+
+    tok = char_tokenizer
+    docs = [Document(["ab", "cd"]), Document(["xy"]), Document(["a"]), Document(["b", "c", "d"])]
+    write_token_store(docs, tok, tmp_path / "s")
+    monkeypatch.setattr(clm, "STREAM_CHUNK_DOCUMENTS", 3)  # chunks of 3 documents: a seam
+    store = TokenStore.open(tmp_path / "s")
+    stream = clm.clm_stream(store, tok.cls_id, tok.sep_id)
+    assert isinstance(stream, np.memmap) and stream.dtype == store.tokens.dtype
+    assert decode_ids(tok, stream.tolist()) == "ab\ncd\n\nxy\n\na\n\nb\nc\nd\n"
+    path = tmp_path / "s" / f"clm_stream-{tok.cls_id}-{tok.sep_id}.npy"
+    written = path.stat().st_mtime_ns
+    again = clm.clm_stream(TokenStore.open(tmp_path / "s"), tok.cls_id, tok.sep_id)
+    assert path.stat().st_mtime_ns == written and np.array_equal(again, stream)  # reused
+    write_token_store([Document(["xy"])], tok, tmp_path / "s")  # prepared again: rebuilt
+    fresh = clm.clm_stream(TokenStore.open(tmp_path / "s"), tok.cls_id, tok.sep_id)
+    assert decode_ids(tok, fresh.tolist()) == "xy\n"
+    assert [p.name for p in (tmp_path / "s").glob(".clm_stream*")] == []  # no temporary left
+
+
+def test_chunked_ngram_counts_equal_direct_counts():
+    from collections import Counter
+
+    from selfsup.data.clm import _ngram_counts
+
+    stream = np.random.default_rng(0).integers(0, 6, size=101).astype(np.uint16)
+    unigram, codes, counts = _ngram_counts(stream, 6, chunk=7)  # seams every 7 tokens
+    assert unigram.tolist() == np.bincount(stream, minlength=6).tolist()
+    pairs = Counter(int(a) * 6 + int(b) for a, b in zip(stream[:-1], stream[1:]))
+    assert dict(zip(codes.tolist(), counts.tolist())) == dict(pairs)
+
+
 def test_bigram_baseline_beats_unigram_on_a_pattern():
     stream = np.array([1, 2, 3] * 200)
     data = CausalLMBatches(stream, 8, 4, 0, 0)

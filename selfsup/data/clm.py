@@ -11,8 +11,8 @@ kind works unchanged:
 [CLS] opens every document (the beginning-of-text token a prompt also starts with) and [SEP] ends
 every sentence, which in a .txt corpus is a line: Tiny Shakespeare keeps its line breaks and
 speaker turns. `encode_text` and `decode_ids` map text to this layout and back ("\\n" <-> [SEP],
-a blank line <-> [SEP] [CLS]). The stream is built in memory (2 or 4 bytes per token: 4 MB for
-Tiny Shakespeare or People's Daily); a corpus larger than RAM would need it written to disk.
+a blank line <-> [SEP] [CLS]). The stream is written once beside the token store (2 or 4 bytes
+per token) and memory-mapped, so a corpus larger than RAM trains, as nanoGPT's train.bin does.
 
 Windows (nanoGPT's sampler): training batch i takes B windows of T + 1 tokens at offsets drawn by
 a generator seeded with (seed, i), so a batch is a pure function of its index and resuming is
@@ -30,21 +30,68 @@ from selfsup.data.token_store import TokenStore
 from selfsup.errors import UserError
 from selfsup.objectives.mlm import IGNORE_INDEX
 
+STREAM_CHUNK_DOCUMENTS = 1 << 14
 
-def clm_stream(store: TokenStore, bos_id: int, eos_id: int) -> np.ndarray:
-    """All tokens of the store with bos_id before each document and eos_id after each sentence."""
-    tokens = np.asarray(store.tokens, dtype=np.int64)
-    sentence_ends = np.asarray(store.sentence_offsets[1:], dtype=np.int64)
-    document_starts = np.asarray(store.sentence_offsets, dtype=np.int64)[
-        np.asarray(store.document_offsets[:-1])
-    ]
+
+def _interleave(
+    tokens: np.ndarray, sentence_offsets: np.ndarray, document_offsets: np.ndarray, bos, eos
+) -> np.ndarray:
+    """Tokens of whole documents with bos before each document and eos after each sentence;
+    offsets are local (sentence_offsets[0] == 0 and document_offsets[0] == 0)."""
+    sentence_ends = sentence_offsets[1:]
+    document_starts = sentence_offsets[document_offsets[:-1]]
     positions = np.concatenate([document_starts, sentence_ends])
     values = np.concatenate(
-        [np.full(len(document_starts), bos_id), np.full(len(sentence_ends), eos_id)]
-    )
+        [np.full(len(document_starts), bos), np.full(len(sentence_ends), eos)]
+    ).astype(tokens.dtype)
     # a document start and the previous sentence end share a position: the [SEP] goes first
-    order = np.lexsort((values == bos_id, positions))
+    order = np.lexsort((values == bos, positions))
     return np.insert(tokens, positions[order], values[order])
+
+
+def clm_stream(store: TokenStore, bos_id: int, eos_id: int) -> np.ndarray:
+    """All tokens of the store with bos_id before each document and eos_id after each sentence,
+    memory-mapped from `clm_stream-<bos>-<eos>.npy` beside the store (nanoGPT's train.bin).
+
+    The file is written once, a chunk of documents at a time in the store's token dtype, so a
+    corpus larger than RAM trains, and a resumed run reuses it; it is rebuilt if the store was
+    prepared again after it was written."""
+    import os
+    import tempfile
+
+    path = store.directory / f"clm_stream-{bos_id}-{eos_id}.npy"
+    length = store.num_tokens + store.num_documents + store.num_sentences
+    meta = store.directory / "meta.json"
+    if path.exists() and path.stat().st_mtime >= meta.stat().st_mtime:
+        stream = np.load(path, mmap_mode="r")
+        if stream.shape == (length,) and stream.dtype == store.tokens.dtype:
+            return stream
+    fd, tmp = tempfile.mkstemp(dir=store.directory, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=store.tokens.dtype, shape=(length,))
+        written = 0
+        for first in range(0, store.num_documents, STREAM_CHUNK_DOCUMENTS):
+            last = min(first + STREAM_CHUNK_DOCUMENTS, store.num_documents)
+            documents = np.asarray(store.document_offsets[first : last + 1], dtype=np.int64)
+            sentences = np.asarray(
+                store.sentence_offsets[documents[0] : documents[-1] + 1], dtype=np.int64
+            )
+            tokens = np.asarray(store.tokens[sentences[0] : sentences[-1]])
+            piece = _interleave(
+                tokens, sentences - sentences[0], documents - documents[0], bos_id, eos_id
+            )
+            out[written : written + len(piece)] = piece
+            written += len(piece)
+        assert written == length, (written, length)
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return np.load(path, mmap_mode="r")
 
 
 def encode_text(tokenizer, text: str, bos: bool = True) -> list[int]:
@@ -119,17 +166,33 @@ class CausalLMBatches:
         ]
 
 
+def _ngram_counts(stream: np.ndarray, vocab_size: int, chunk: int = 1 << 24):
+    """Unigram counts (V,) and sparse bigram counts (sorted pair codes a * V + b, counts) of a
+    (memory-mapped) stream, counted chunk by chunk so RAM stays bounded: a dense V x V table
+    would be 0.5 GB at V = 8000."""
+    unigram = np.zeros(vocab_size, dtype=np.float64)
+    codes, counts = [], []
+    for begin in range(0, len(stream), chunk):
+        piece = np.asarray(stream[begin : begin + chunk + 1], dtype=np.int64)  # +1: the seam pair
+        unigram += np.bincount(piece[:chunk], minlength=vocab_size)[:vocab_size]
+        c, n = np.unique(piece[:-1] * vocab_size + piece[1:], return_counts=True)
+        codes.append(c)
+        counts.append(n)
+    if not codes:
+        return unigram, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    merged, inverse = np.unique(np.concatenate(codes), return_inverse=True)
+    return unigram, merged, np.bincount(inverse, weights=np.concatenate(counts)).astype(np.int64)
+
+
 def ngram_heldout_loss(
     train_stream: np.ndarray, batches: list[dict], vocab_size: int, order: int
 ) -> float:
     """Mean held-out cross entropy (nats) of a unigram (order 1) or bigram (order 2) model with
     add-one smoothing, counted on the training stream and scored on exactly the labelled
     positions of `batches`: the context-blind baselines next to the model's loss."""
-    train = np.asarray(train_stream, dtype=np.int64)
-    unigram = np.bincount(train, minlength=vocab_size).astype(np.float64)
-    # bigram counts kept sparse (sorted pair codes): a dense V x V table is 0.5 GB at V = 8000
-    codes, pair_counts = np.unique(train[:-1] * vocab_size + train[1:], return_counts=True)
-    context_counts = np.bincount(train[:-1], minlength=vocab_size).astype(np.float64)
+    unigram, codes, pair_counts = _ngram_counts(train_stream, vocab_size)
+    context_counts = unigram.copy()  # counts of each token as the first of a pair
+    context_counts[int(train_stream[-1])] -= 1
     total, n = 0.0, 0
     for batch in batches:
         labels = batch["labels"].numpy()
