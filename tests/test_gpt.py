@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import assert_resume_is_exact, tiny_gpt_config
 from safetensors.torch import load_file
 
 from selfsup.cli import main
@@ -19,20 +20,10 @@ from selfsup.generate import (
     stream_text,
 )
 from selfsup.models.gpt import GPTModel, new_caches
-from selfsup.models.transformer import TransformerConfig
 from selfsup.objectives.clm import GPTPretrainer
 from selfsup.trainer import TrainConfig, train
 
-CFG = TransformerConfig(
-    vocab_size=99,
-    hidden_size=32,
-    num_layers=2,
-    num_heads=4,
-    max_position=24,
-    norm_position="pre",
-    dropout=0.0,
-    attention_dropout=0.0,
-)
+CFG = tiny_gpt_config(max_position=24)
 
 
 def _model(cfg=CFG, seed=0):
@@ -235,12 +226,8 @@ def test_bigram_baseline_beats_unigram_on_a_pattern():
     assert unigram == pytest.approx(np.log(3), abs=0.05) and bigram < 0.05
 
 
-class Killed(Exception):
-    pass
-
-
-def _train_clm(run_dir, steps=8, kill_at=None, resume=False):
-    cfg = TransformerConfig(**{**CFG.__dict__, "dropout": 0.1})  # dropout: RNG must resume too
+def _train_clm(run_dir, steps=8, resume=False, on_checkpoint=None):
+    cfg = tiny_gpt_config(max_position=24, dropout=0.1)  # dropout: the RNG must resume too
     torch.manual_seed(0)
     model = GPTPretrainer(cfg, ["clm"])
     stream = np.tile(np.arange(5, 60), 40)
@@ -255,25 +242,15 @@ def _train_clm(run_dir, steps=8, kill_at=None, resume=False):
         eval_batches=2,
         progress=False,
     )
-
-    def on_checkpoint(step):
-        if step == kill_at:
-            raise Killed
-
     metrics = train(model, data, tcfg, run_dir, resume=resume, on_checkpoint=on_checkpoint)
     return metrics, load_file(run_dir / "model.safetensors")
 
 
 def test_clm_training_lowers_loss_and_resumes_exactly(tmp_path):
-    metrics, full = _train_clm(tmp_path / "full", steps=60)
+    metrics, _ = _train_clm(tmp_path / "long", steps=60)
     # from ln(99) = 4.6 and chance accuracy: the counting pattern 5, 6, ..., 59 is learnt
     assert metrics["eval_clm_loss"] < 3.0 and metrics["eval_clm_accuracy"] > 0.9
-    _, full = _train_clm(tmp_path / "a")
-    with pytest.raises(Killed):
-        _train_clm(tmp_path / "b", kill_at=6)
-    _, resumed = _train_clm(tmp_path / "b", resume=True)
-    for key in full:
-        assert torch.equal(full[key], resumed[key]), key
+    assert_resume_is_exact(lambda *a, **k: _train_clm(*a, **k)[1], tmp_path, kill_at=6)
 
 
 def _corpus(path: Path) -> Path:

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_gpt_config
 
 from selfsup.cli import main
 from selfsup.data.tasks import TextExample
@@ -18,19 +19,9 @@ from selfsup.experiments.icl_linear import (
     least_squares_predictions,
 )
 from selfsup.icl import ICLConfig, continuation_logprobs, parse_label_words, render
-from selfsup.models.transformer import TransformerConfig
 from selfsup.objectives.clm import GPTPretrainer
 
-CFG = TransformerConfig(
-    vocab_size=99,
-    hidden_size=32,
-    num_layers=2,
-    num_heads=4,
-    max_position=64,
-    norm_position="pre",
-    dropout=0.0,
-    attention_dropout=0.0,
-)
+CFG = tiny_gpt_config()
 
 
 def test_scores_of_a_context_blind_model_are_its_bias():
@@ -161,7 +152,7 @@ def test_knn_and_averaging_known_answers():
 
 def test_regression_prediction_never_sees_its_own_answer():
     torch.manual_seed(0)
-    cfg = TransformerConfig(**{**CFG.__dict__, "vocab_size": 1})
+    cfg = tiny_gpt_config(vocab_size=1)
     model = LinearICLModel(3, cfg).eval()
     xs, ys = torch.randn(2, 6, 3), torch.randn(2, 6)
     changed = ys.clone()

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from helpers import assert_resume_is_exact
 from safetensors.torch import load_file
 
 from selfsup.checkpoint import flatten_state, unflatten_state
@@ -89,11 +90,7 @@ def test_checkpoint_state_round_trip():
     assert torch.equal(back["nested"][0], torch.ones(2)) and back["nested"][1] == {"x": 1.5}
 
 
-class Killed(Exception):
-    pass
-
-
-def _train(run_dir, resume=False, kill_at=None):
+def _train(run_dir, resume=False, on_checkpoint=None):
     torch.manual_seed(0)
     model = BertPretrainer(CFG, ["mlm", "sop"])  # dropout on: the RNG state must be resumed too
     cfg = TrainConfig(
@@ -107,22 +104,12 @@ def _train(run_dir, resume=False, kill_at=None):
         eval_batches=2,
         progress=False,
     )
-
-    def on_checkpoint(step):
-        if step == kill_at:
-            raise Killed
-
     train(model, RandomData(), cfg, run_dir, resume=resume, on_checkpoint=on_checkpoint)
     return load_file(run_dir / "model.safetensors")
 
 
 def test_resume_reproduces_uninterrupted_run(tmp_path):
-    full = _train(tmp_path / "full")
-    with pytest.raises(Killed):
-        _train(tmp_path / "cut", kill_at=6)
-    resumed = _train(tmp_path / "cut", resume=True)
-    for key in full:
-        assert torch.equal(full[key], resumed[key]), key
+    assert_resume_is_exact(_train, tmp_path, kill_at=6)
     steps = [
         json.loads(x)["step"] for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
     ]
