@@ -238,7 +238,7 @@ def pretrain_vision(
     from selfsup.io import atomic_write_json
     from selfsup.plots import plot_loss_curve
     from selfsup.pretrain import check_run_dir, write_run_marker
-    from selfsup.trainer import train
+    from selfsup.trainer import resolve_device, train
 
     run_dir = check_run_dir(run_dir, resume)
     cfg = copy.deepcopy(cfg)
@@ -264,6 +264,7 @@ def pretrain_vision(
         cfg.train.seed,
         model.term,
         model.items_per_image,
+        resolve_device(cfg.train.device),  # views made where the model trains
     )
 
     def plot(_step: int) -> None:

@@ -203,6 +203,17 @@ def test_each_augmentation_at_its_neutral_setting_is_the_identity():
     assert torch.equal(views.solarize(x, 1.0, g), torch.where(x >= 0.5, 1 - x, x))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (views on the device)")
+def test_views_on_the_gpu_match_the_cpu_views():
+    x = _images(n=32)
+    cfg = ViewConfig(blur_prob=[1.0, 0.5], solarize_prob=[0.0, 0.5])
+    cpu = two_views(x, cfg, torch.Generator().manual_seed(3))
+    gpu = two_views(x.cuda(), cfg, torch.Generator().manual_seed(3))
+    for a, b in zip(cpu, gpu):
+        assert b.is_cuda
+        torch.testing.assert_close(b.cpu(), a, atol=1e-4, rtol=0)
+
+
 def test_crop_zooms_in():
     """A crop of a quarter of the area, resized back, shows a smaller part of a gradient."""
     ramp = torch.linspace(0, 1, 32).expand(1, 1, 32, 32).contiguous()

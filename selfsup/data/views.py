@@ -69,13 +69,19 @@ class ViewConfig:
                 raise UserError(f"views.{name} must be in [0, 1], got {getattr(self, name)}")
 
 
-def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, generator=g)
+def _rand(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """(B,) uniform numbers for the images of x, drawn on the CPU generator and moved to x's
+    device: the same seed gives the same views whether the pixels live on the CPU or a GPU."""
+    return torch.rand(x.shape[0], generator=g).to(x.device)
 
 
-def _chosen(n: int, p: float, g: torch.Generator) -> torch.Tensor:
+def _uniform(x: torch.Tensor, low: float, high: float, g: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * _rand(x, g)
+
+
+def _chosen(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
     """(B, 1, 1, 1) booleans: which images an operation applied with probability p touches."""
-    return (torch.rand(n, generator=g) < p).view(n, 1, 1, 1)
+    return (_rand(x, g) < p).view(-1, 1, 1, 1)
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -94,13 +100,13 @@ def random_resized_crop(
     """Crop a random box (area fraction in `scale`, aspect ratio in `ratio`) and resize it back to
     H x W, for every image at once through one affine sampling grid."""
     B = x.shape[0]
-    area = _uniform(B, *scale, g)
-    aspect = torch.exp(_uniform(B, math.log(ratio[0]), math.log(ratio[1]), g))
+    area = _uniform(x, *scale, g)
+    aspect = torch.exp(_uniform(x, math.log(ratio[0]), math.log(ratio[1]), g))
     w = torch.sqrt(area * aspect).clamp(max=1.0)  # box width / image width
     h = torch.sqrt(area / aspect).clamp(max=1.0)
-    cx = w / 2 + (1 - w) * torch.rand(B, generator=g)  # box centre, as a fraction of the image
-    cy = h / 2 + (1 - h) * torch.rand(B, generator=g)
-    theta = torch.zeros(B, 2, 3)  # output grid [-1, 1] -> input coordinates [-1, 1]
+    cx = w / 2 + (1 - w) * _rand(x, g)  # box centre, as a fraction of the image
+    cy = h / 2 + (1 - h) * _rand(x, g)
+    theta = torch.zeros(B, 2, 3, device=x.device)  # output grid [-1, 1] -> input [-1, 1]
     theta[:, 0, 0], theta[:, 0, 2] = w, 2 * cx - 1
     theta[:, 1, 1], theta[:, 1, 2] = h, 2 * cy - 1
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
@@ -108,13 +114,15 @@ def random_resized_crop(
 
 
 def horizontal_flip(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
-    return torch.where(_chosen(x.shape[0], p, g), x.flip(-1), x)
+    return torch.where(_chosen(x, p, g), x.flip(-1), x)
 
 
 def _rotate_hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     """Rotate the chroma plane of YIQ by `turns` (B,) of a full circle: a hue shift."""
     to_yiq = torch.tensor(
-        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=x.dtype
+        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+        dtype=x.dtype,
+        device=x.device,
     )
     yiq = torch.einsum("ij,bjhw->bihw", to_yiq, x)
     cos, sin = torch.cos(2 * math.pi * turns), torch.sin(2 * math.pi * turns)
@@ -127,11 +135,11 @@ def _rotate_hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
 def color_jitter(x: torch.Tensor, cfg: ViewConfig, g: torch.Generator) -> torch.Tensor:
     """Brightness, contrast, saturation, hue (fixed order), the whole jitter with cfg.jitter_prob."""
     B = x.shape[0]
-    apply = _chosen(B, cfg.jitter_prob, g)
-    b = _uniform(B, 1 - cfg.brightness, 1 + cfg.brightness, g).view(B, 1, 1, 1)
-    c = _uniform(B, 1 - cfg.contrast, 1 + cfg.contrast, g).view(B, 1, 1, 1)
-    s = _uniform(B, 1 - cfg.saturation, 1 + cfg.saturation, g).view(B, 1, 1, 1)
-    turns = _uniform(B, -cfg.hue, cfg.hue, g)
+    apply = _chosen(x, cfg.jitter_prob, g)
+    b = _uniform(x, 1 - cfg.brightness, 1 + cfg.brightness, g).view(B, 1, 1, 1)
+    c = _uniform(x, 1 - cfg.contrast, 1 + cfg.contrast, g).view(B, 1, 1, 1)
+    s = _uniform(x, 1 - cfg.saturation, 1 + cfg.saturation, g).view(B, 1, 1, 1)
+    turns = _uniform(x, -cfg.hue, cfg.hue, g)
     y = (x * b).clamp(0, 1)
     mean = _gray(y).mean(dim=(1, 2, 3), keepdim=True)
     y = (mean + c * (y - mean)).clamp(0, 1)
@@ -142,7 +150,7 @@ def color_jitter(x: torch.Tensor, cfg: ViewConfig, g: torch.Generator) -> torch.
 
 
 def random_grayscale(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
-    apply = _chosen(x.shape[0], p, g)
+    apply = _chosen(x, p, g)
     return torch.where(apply, _gray(x).expand_as(x), x) if x.shape[1] == 3 else x
 
 
@@ -152,10 +160,10 @@ def gaussian_blur(
     """Blur with a per-image sigma; the kernel spans about 10% of the image side (SimCLR), at
     least 3 pixels, odd; separable, reflect padding."""
     B, C, H, W = x.shape
-    apply = _chosen(B, p, g)
-    sigmas = _uniform(B, *sigma, g)
+    apply = _chosen(x, p, g)
+    sigmas = _uniform(x, *sigma, g)
     k = max(3, int(0.1 * min(H, W)) // 2 * 2 + 1)
-    pos = torch.arange(k, dtype=x.dtype) - k // 2
+    pos = torch.arange(k, dtype=x.dtype, device=x.device) - k // 2
     kernel = torch.exp(-(pos**2) / (2 * sigmas.view(B, 1) ** 2))
     kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(C, dim=0)  # (B*C, k)
     y = F.pad(x.reshape(1, B * C, H, W), (k // 2, k // 2, k // 2, k // 2), mode="reflect")
@@ -165,7 +173,7 @@ def gaussian_blur(
 
 
 def solarize(x: torch.Tensor, p: float, g: torch.Generator, threshold: float = 0.5) -> torch.Tensor:
-    apply = _chosen(x.shape[0], p, g)
+    apply = _chosen(x, p, g)
     return torch.where(apply & (x >= threshold), 1.0 - x, x)
 
 
@@ -202,6 +210,11 @@ class ViewBatches:
     fresh order seeded by (seed, epoch); the views of batch `position` come from a generator
     seeded by (seed, epoch, position). Views are standardised with the training set's channel
     mean and std after augmentation.
+
+    With `device` a GPU, the images (uint8) are kept there and the views made there: on the CPU,
+    augmenting a 256-image CIFAR batch takes about half a second, longer than a GPU step, so CPU
+    views would starve it. The random numbers still come from a CPU generator, so the views are
+    the CPU's up to floating-point rounding.
     """
 
     def __init__(
@@ -216,9 +229,12 @@ class ViewBatches:
         seed: int,
         term: str,
         items_per_image: int,
+        device: torch.device | str = "cpu",
     ) -> None:
-        self.images, self.labels, self.heldout = images, labels, heldout
-        self.mean, self.std, self.cfg, self.seed = mean, std, cfg, seed
+        self.images, self.labels = images.to(device), labels.to(device)
+        self.heldout = (heldout[0].to(device), heldout[1].to(device))
+        self.mean, self.std = mean.to(device), std.to(device)
+        self.cfg, self.seed = cfg, seed
         self.batch_images = min(batch_images, len(images))
         self.term, self.items_per_image = term, items_per_image
 
@@ -243,6 +259,7 @@ class ViewBatches:
             len(self.images), generator=torch.Generator().manual_seed(seed_of(self.seed, epoch))
         )
         chosen = order[position * self.batch_images : (position + 1) * self.batch_images]
+        chosen = chosen.to(self.images.device)
         return self._views(
             self.images[chosen], self.labels[chosen], seed_of(self.seed, epoch, position)
         )
