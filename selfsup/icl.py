@@ -330,24 +330,18 @@ def plot_icl_curve(report: ICLReport, path: Path, title: str) -> None:
     positions = np.arange(len(ks))  # k = 0, 1, 2, 4, ... evenly spaced
     for d in report.draws:
         ax.plot(positions[ks.index(d.shots)], d.accuracy, ".", color="tab:blue", alpha=0.35)
-    ax.errorbar(
-        positions,
-        [r["accuracy_mean"] for r in rows],
-        yerr=[r["accuracy_std"] for r in rows],
-        fmt="o-",
-        color="tab:blue",
-        capsize=3,
-        label="GPT, mean +- std over draws",
-    )
+    series = [("accuracy", "o-", "tab:blue", "GPT, mean +- std over draws")]
     if all("calibrated_mean" in r for r in rows):
+        series.append(("calibrated", "s--", "tab:orange", "GPT, contextually calibrated"))
+    for shift, (key, fmt, color, label) in enumerate(series):
         ax.errorbar(
-            positions + 0.06,
-            [r["calibrated_mean"] for r in rows],
-            yerr=[r["calibrated_std"] for r in rows],
-            fmt="s--",
-            color="tab:orange",
+            positions + 0.06 * shift,  # side by side where the two overlap
+            [r[f"{key}_mean"] for r in rows],
+            yerr=[r[f"{key}_std"] for r in rows],
+            fmt=fmt,
+            color=color,
             capsize=3,
-            label="GPT, contextually calibrated",
+            label=label,
         )
     ax.axhline(report.majority_accuracy, color="grey", ls="--", label="majority class")
     ax.set_xticks(positions, [str(k) for k in ks])

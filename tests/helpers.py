@@ -12,19 +12,23 @@ import torch
 from selfsup.models.transformer import TransformerConfig
 
 
-def tiny_gpt_config(**changes) -> TransformerConfig:
-    """A 2-layer, width-32 pre-norm decoder without dropout (tests flip fields with `changes`)."""
+def tiny_config(**changes) -> TransformerConfig:
+    """A 2-layer, width-32 transformer without dropout (tests flip fields with `changes`)."""
     fields = dict(
         vocab_size=99,
         hidden_size=32,
         num_layers=2,
         num_heads=4,
         max_position=64,
-        norm_position="pre",
         dropout=0.0,
         attention_dropout=0.0,
     )
-    return TransformerConfig(**{**fields, **changes})
+    return TransformerConfig(**(fields | changes))
+
+
+def tiny_gpt_config(**changes) -> TransformerConfig:
+    """The tiny transformer with GPT-2's pre-norm blocks."""
+    return tiny_config(**({"norm_position": "pre"} | changes))
 
 
 class Killed(Exception):

@@ -19,6 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local folders only: never reach 
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from helpers import tiny_config  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -38,7 +39,6 @@ from selfsup.interop.huggingface import (  # noqa: E402
 )
 from selfsup.io import atomic_save_safetensors, atomic_write_json  # noqa: E402
 from selfsup.models.bert import BertModel  # noqa: E402
-from selfsup.models.transformer import TransformerConfig  # noqa: E402
 from selfsup.objectives.bert_pretraining import BertPretrainer  # noqa: E402
 from selfsup.pretrain import PretrainConfig, write_run_marker  # noqa: E402
 from selfsup.tasks.base import FinetuneModel  # noqa: E402
@@ -74,19 +74,6 @@ HF_CLASSES = {
 @pytest.fixture(scope="module")
 def tokenizer():
     return train_tokenizer("char", TEXTS, min_frequency=1)
-
-
-def tiny_config(**changes) -> TransformerConfig:
-    base = dict(
-        vocab_size=99,
-        hidden_size=32,
-        num_layers=2,
-        num_heads=4,
-        max_position=64,
-        dropout=0.0,
-        attention_dropout=0.0,
-    )
-    return TransformerConfig(**(base | changes))
 
 
 @torch.no_grad()
