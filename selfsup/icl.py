@@ -64,6 +64,9 @@ class ICLConfig:
         ["N/A", "[MASK]"], "content-free inputs for calibration (the empty text is always added)"
     )
     seed: int = option(0, "seed of the demonstration draws")
+    split: Literal["test", "dev"] = option(
+        "test", "split scored: dev to choose a template or label words, test to report"
+    )
 
     def validate(self) -> None:
         if "{label}" not in self.template or "{text}" not in self.template:
@@ -263,6 +266,7 @@ class ICLReport:
     majority_accuracy: float
     num_test: int
     draws: list[DrawResult]
+    split: str = "test"
 
     def rows(self) -> list[dict]:
         """One row per k: mean, std, min and max accuracy over draws."""
@@ -316,7 +320,7 @@ class ICLReport:
         return (
             markdown_table(header, table)
             + f"\nmajority-class baseline (always {self.majority_label!r}): "
-            f"{self.majority_accuracy:.3f} on {self.num_test} test examples"
+            f"{self.majority_accuracy:.3f} on {self.num_test} {self.split} examples"
         )
 
 
@@ -369,7 +373,10 @@ def run_icl(run_dir: str | Path, cfg: ICLConfig, out: Path | None = None, say=pr
             f"task {data.name!r} is a {data.kind} task; icl needs classification or pair"
         )
     pool = data.splits["train"]
-    tests = _limit(data.splits[data.eval_split], cfg.task.max_eval_examples)
+    split = data.eval_split if cfg.split == "test" else "dev"
+    if split not in data.splits:
+        raise UserError(f"split=dev: task {data.name!r} has no dev split (give --task.dev_file)")
+    tests = _limit(data.splits[split], cfg.task.max_eval_examples)
     labels = sorted({e.label for e in pool})
     words = parse_label_words(cfg.labels, labels)
     majority = collections.Counter(e.label for e in pool).most_common(1)[0][0]
@@ -392,7 +399,7 @@ def run_icl(run_dir: str | Path, cfg: ICLConfig, out: Path | None = None, say=pr
                 f"({result.demos_used} demos)"
             )
             draws.append(result)
-    report = ICLReport(data.name, words, majority, majority_accuracy, len(tests), draws)
+    report = ICLReport(data.name, words, majority, majority_accuracy, len(tests), draws, split)
     say(report.table())
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -403,6 +410,7 @@ def run_icl(run_dir: str | Path, cfg: ICLConfig, out: Path | None = None, say=pr
                 "task": data.name,
                 "labels": words,
                 "template": cfg.template,
+                "split": split,
                 "majority_label": majority,
                 "majority_accuracy": majority_accuracy,
                 "num_test": len(tests),

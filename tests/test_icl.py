@@ -109,6 +109,15 @@ def test_icl_command_on_a_labelled_file(gpt_run, capsys):
     # prompt the content-free inputs' label bias is divided out and each colour maps to itself
     assert [r["calibrated_mean"] for r in results["rows"]] == [1.0, 1.0, 1.0]
     assert "calibrated accuracy" in (out / "table.md").read_text()
+    # split=dev scores the dev file instead (all 'blue' here: majority 'red' is always wrong)
+    (gpt_run / "dev.csv").write_text("text,label\nblue,blue\nblue,blue\n")
+    dev = ["icl", str(gpt_run / "run"), "--task", "files", "--task.kind", "classification"]
+    dev += ["--task.train_file", str(gpt_run / "train.csv"), "--shots", "0", "--split", "dev"]
+    dev += ["--task.dev_file", str(gpt_run / "dev.csv"), "--out", str(gpt_run / "icl-dev")]
+    assert main(dev) == 0
+    results = json.loads((gpt_run / "icl-dev" / "results.json").read_text())
+    assert results["split"] == "dev" and results["num_test"] == 2
+    assert results["majority_accuracy"] == 0.0
     assert (out / "icl_curve.png").exists()
 
 
