@@ -594,6 +594,7 @@ EPILOG_ICL = """\
 examples:
   selfsup icl runs/gpt-pd --task sentiment --labels pos=好,neg=差 --template "{text}：{label}"
   selfsup icl runs/gpt-pd --task sentiment --shots 0,4,16 --draws 10 --out runs/icl-sentiment
+  selfsup icl runs/gpt-pd --task sentiment --split dev --template "{text} 评价：{label}"
   selfsup icl runs/gpt --task files --task.kind classification --task.train_file train.csv \\
       --task.test_file test.csv --task.text_field review --task.label_field stars
 
