@@ -50,8 +50,11 @@ class InductionConfig:
     lm_run: str = option("", "also test copying in this GPT run trained on text (e.g. Shakespeare)")
     model: TransformerConfig = option(synthetic_model(64, 2, 4, max_position=64), "")
     train: TrainConfig = option(
+        # 10,000 steps: the 2-layer model's copy accuracy jumps between steps 2,000 and 3,500 (the
+        # induction-head phase change) and settles near 0.74; at 2,500 steps the cosine schedule
+        # had decayed before the jump was over (0.24)
         synthetic_training(
-            2500,
+            10_000,
             batch_size=32,
             warmup_steps=100,
             min_lr_ratio=0.1,
