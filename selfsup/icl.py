@@ -224,7 +224,7 @@ def evaluate_draw(
             blank = TextExample(text, labels[0], text if tests and tests[0].text_b else None)
             ids = encode_text(tok, render(cfg.template, blank, 0)[0], bos=False)
             content_free += [ids] if ids else []  # a template with nothing around {text}
-    longest = max(map(len, queries)) + max(map(len, candidates))
+    longest = max(map(len, queries + content_free)) + max(map(len, candidates))
     limit = run.model.decoder.config.max_position
     used = list(demos)
     while True:
@@ -244,17 +244,17 @@ def evaluate_draw(
     if cfg.score == "mean":
         scores = scores / np.array([len(c) for c in candidates])[None]
     scores, content_free_scores = scores[: len(queries)], scores[len(queries) :]
-    result = DrawResult(shots, draw, 0.0, len(used), 0.0)
-    predicted = [labels[i] for i in scores.argmax(1)]
-    result.accuracy = float(np.mean([p == e.label for p, e in zip(predicted, tests)]))
-    result.most_predicted_share = _top_share(predicted)
+
+    def accuracy_and_share(label_scores: np.ndarray) -> tuple[float, float]:
+        predicted = [labels[i] for i in label_scores.argmax(1)]
+        correct = np.mean([p == e.label for p, e in zip(predicted, tests)])
+        return float(correct), _top_share(predicted)
+
+    accuracy, share = accuracy_and_share(scores)
+    result = DrawResult(shots, draw, accuracy, len(used), share)
     if len(content_free_scores):
         calibrated = calibrated_scores(scores, content_free_scores)
-        predicted = [labels[i] for i in calibrated.argmax(1)]
-        result.calibrated_accuracy = float(
-            np.mean([p == e.label for p, e in zip(predicted, tests)])
-        )
-        result.calibrated_share = _top_share(predicted)
+        result.calibrated_accuracy, result.calibrated_share = accuracy_and_share(calibrated)
     return result
 
 
