@@ -349,9 +349,10 @@ def plot_icl_curve(report: ICLReport, path: Path, title: str) -> None:
         )
     ax.axhline(report.majority_accuracy, color="grey", ls="--", label="majority class")
     ax.set_xticks(positions, [str(k) for k in ks])
-    ax.set(xlabel="demonstrations in the prompt (k)", ylabel="test accuracy", title=title)
+    ax.set(xlabel="demonstrations in the prompt (k)", ylabel="accuracy", title=title)
+    ax.set_ylim(0, 1)  # the whole scale: differences of a few points look like what they are
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     save_figure(fig, path)
     plt.close(fig)
 
