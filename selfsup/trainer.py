@@ -87,9 +87,18 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when there is one, else cpu; a device this machine lacks is a UserError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"train.device={name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"train.device={name!r}: no CUDA GPU on this machine (use auto or cpu)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"train.device={name!r}: only {torch.cuda.device_count()} GPU(s) here")
+    return device
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -141,3 +141,15 @@ def test_loss_goes_down():
     assert (
         metrics["eval_mlm_loss"] < 0.2 and metrics["eval_mlm_accuracy"] == 1.0
     )  # from ~ln 50 = 3.9
+
+
+def test_device_names_are_checked():
+    from selfsup.errors import UserError
+    from selfsup.trainer import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UserError, match="expected auto, cpu"):
+        resolve_device("gpu")
+    with pytest.raises(UserError, match="train.device='cuda:99'"):
+        resolve_device("cuda:99")  # no GPU here, or fewer than 100
