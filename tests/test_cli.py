@@ -174,26 +174,26 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys, make_args, message):
 
 
 def test_fill_mask_on_a_fine_tuned_run_is_a_clear_error(tmp_path, capsys):
-    from selfsup.pretrain import write_run_marker
+    from selfsup.runs import RunFolder
 
-    write_run_marker(tmp_path, "finetune", "bert")
+    RunFolder(tmp_path).write_marker("finetune", "bert")
     code, _, err = _run(["fill-mask", str(tmp_path), "a[MASK]"], capsys)
     assert code == 2 and "needs a run from selfsup pretrain" in err
 
 
 def test_fill_mask_on_an_image_run_is_a_clear_error(tmp_path, capsys):
-    from selfsup.pretrain import write_run_marker
+    from selfsup.runs import RunFolder
 
-    write_run_marker(tmp_path, "pretraining", "simclr")
+    RunFolder(tmp_path).write_marker("pretraining", "simclr")
     code, _, err = _run(["fill-mask", str(tmp_path), "a[MASK]"], capsys)
     assert code == 2 and "an image run (simclr)" in err and "selfsup probe" in err
 
 
 def test_finetune_from_a_gpt_run_is_a_clear_error(tmp_path, capsys):
-    from selfsup.pretrain import write_run_marker
+    from selfsup.runs import RunFolder
 
     run = tmp_path / "gpt"
-    write_run_marker(run, "pretraining", "gpt")
+    RunFolder(run).write_marker("pretraining", "gpt")
     train = tmp_path / "train.jsonl"
     train.write_text('{"text": "好", "label": "pos"}\n{"text": "坏", "label": "neg"}\n')
     args = ["finetune", "--init", str(run), "--task", "files", "--task.kind", "classification"]
@@ -230,8 +230,8 @@ def test_existing_run_needs_resume(tmp_path, capsys):
 def test_help_documents_every_config_key(command, capsys):
     from selfsup.config import iter_fields
     from selfsup.experiments.demo import DemoConfig
-    from selfsup.finetune import FinetuneConfig
-    from selfsup.pretrain import PretrainConfig
+    from selfsup.recipes.finetune import FinetuneConfig
+    from selfsup.recipes.text import PretrainConfig
 
     cfg_cls = {"pretrain": PretrainConfig, "finetune": FinetuneConfig, "demo": DemoConfig}[command]
     with pytest.raises(SystemExit):

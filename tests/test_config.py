@@ -6,7 +6,7 @@ import pytest
 
 from selfsup.config import apply_overrides, load_config, save_config
 from selfsup.errors import UserError
-from selfsup.pretrain import PRESETS, PretrainConfig
+from selfsup.recipes.text import PRESETS, PretrainConfig
 
 
 def test_overrides_parse_types():
@@ -67,7 +67,7 @@ def test_seq_len_longer_than_positions():
 
 def test_resuming_under_other_settings_is_refused_but_length_may_change(tmp_path):
     from selfsup.config import save_run_config
-    from selfsup.pretrain import preset_tiny
+    from selfsup.recipes.text import preset_tiny
 
     path = tmp_path / "config.json"
     cfg = preset_tiny()

@@ -1,4 +1,5 @@
-"""Corpus readers: sentence splitting, .txt/.jsonl/folder reading, errors, People's Daily."""
+"""Corpus readers: sentence splitting, .txt/.jsonl/folder reading, errors, People's Daily, and
+which characters count as CJK."""
 
 import importlib.util
 import json
@@ -6,18 +7,15 @@ import re
 
 import pytest
 
-from selfsup.data.corpus import (
-    Document,
-    builtin_corpus_names,
+from selfsup.data.catalog import builtin_corpus_names, resolve_corpus
+from selfsup.data.corpus import Document, read_documents, split_sentences, words_to_document
+from selfsup.data.peoples_daily import (
     is_heading,
     parse_tagged_words,
     peoples_daily_documents,
     peoples_daily_paragraphs,
-    read_documents,
-    resolve_corpus,
-    split_sentences,
-    words_to_document,
 )
+from selfsup.data.text import BERT_CHINESE, CJK_TEXT, CJK_UNIFIED, is_cjk
 from selfsup.errors import UserError
 
 # --- sentence splitting -----------------------------------------------------------------------
@@ -298,6 +296,25 @@ def test_json_that_is_not_squad_is_a_clear_error(tmp_path):
     path.write_text('{"rows": []}', encoding="utf-8")
     with pytest.raises(UserError, match="other.json: expected SQuAD format"):
         list(read_documents(path))
+    path.write_text('{"data": [', encoding="utf-8")
+    with pytest.raises(UserError, match="other.json: not valid UTF-8 JSON .*SQuAD-format file"):
+        list(read_documents(path))
+
+
+@pytest.mark.parametrize(
+    ("char", "text", "bert", "unified"),
+    [
+        ("中", True, True, True),
+        ("㐀", True, True, False),  # U+3400, extension A: BERT's blocks, not the main one
+        ("。", True, False, False),  # CJK punctuation: written without spaces, not a character
+        ("Ａ", True, False, False),  # full-width form
+        ("a", False, False, False),
+    ],
+)
+def test_is_cjk_blocks(char, text, bert, unified):
+    assert is_cjk(char) == is_cjk(char, CJK_TEXT) == text
+    assert is_cjk(char, BERT_CHINESE) == bert
+    assert is_cjk(char, CJK_UNIFIED) == unified
 
 
 def test_comma_joined_corpora_are_read_in_order_and_checked_first(tmp_path):

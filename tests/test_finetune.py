@@ -273,15 +273,15 @@ def test_skip_bad_counts_instead_of_stopping(tmp_path, capsys):
 
 
 def test_test_split_that_is_the_dev_split_is_scored_once(tmp_path, capsys, monkeypatch):
-    from selfsup.tasks import base
+    from selfsup.recipes import finetune as recipe
 
-    calls, predict_logits = [], base.predict_logits
+    calls, predict_logits = [], recipe.predict_logits
 
     def counting(*args, **kwargs):
         calls.append(len(args[1]))
         return predict_logits(*args, **kwargs)
 
-    monkeypatch.setattr(base, "predict_logits", counting)  # finetune imports it at call time
+    monkeypatch.setattr(recipe, "predict_logits", counting)
     rng = random.Random(4)
     records = [
         {"text": "".join(rng.choice(FILLER) for _ in range(6)) + mark, "label": mark}
@@ -299,3 +299,38 @@ def test_test_split_that_is_the_dev_split_is_scored_once(tmp_path, capsys, monke
     )
     assert metrics["test_accuracy"] == metrics["dev_accuracy"]  # no test file: test is dev
     assert len(calls) == 1  # the last step's dev predictions are the test predictions
+
+
+def test_task_config_keys_are_the_data_fields_then_the_model_fields():
+    # config.json keeps the very keys, in the same order, since TaskConfig extends the data config
+    from dataclasses import asdict
+
+    from selfsup.data.catalog import LabelledDataConfig
+    from selfsup.recipes.finetune import TaskConfig
+
+    data_keys = list(asdict(LabelledDataConfig()))
+    assert list(asdict(TaskConfig())) == data_keys + [
+        "max_seq_len",
+        "max_question_len",
+        "stride",
+        "max_answer_len",
+        "n_best",
+        "no_answer_window",
+        "random_offset",
+        "qa_loss_over",
+        "max_context_rule",
+        "lang",
+    ]
+    assert data_keys == [
+        "name",
+        "kind",
+        "train_file",
+        "dev_file",
+        "test_file",
+        "text_field",
+        "text_b_field",
+        "label_field",
+        "skip_bad",
+        "max_train_examples",
+        "max_eval_examples",
+    ]

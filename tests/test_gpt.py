@@ -10,9 +10,10 @@ import torch
 from helpers import assert_resume_is_exact, tiny_gpt_config
 from safetensors.torch import load_file
 
+from selfsup.batch import IGNORE_INDEX
 from selfsup.cli import main
 from selfsup.data.clm import CausalLMBatches, decode_ids, encode_text, ngram_heldout_loss
-from selfsup.generate import (
+from selfsup.inference.generate import (
     GenerationConfig,
     filter_top_k,
     filter_top_p,
@@ -147,7 +148,7 @@ def test_stop_strings_cut_and_hold_back(char_tokenizer, monkeypatch):
     def scripted(model, prompt_ids, cfg):
         yield from ids
 
-    monkeypatch.setattr("selfsup.generate.generate_ids", scripted)
+    monkeypatch.setattr("selfsup.inference.generate.generate_ids", scripted)
     run = _Run(tok)
     assert "".join(stream_text(run, "x\n", GenerationConfig())) == "ab cd\n\nxy"
     assert "".join(stream_text(run, "x\n", GenerationConfig(stop=["\n\n"]))) == "ab cd"
@@ -176,7 +177,7 @@ def test_stream_layout_and_heldout_tiling(tmp_path, char_tokenizer):
     assert stream[0] == tok.cls_id and stream[-1] == tok.sep_id
     data = CausalLMBatches(stream, seq_len=4, batch_size=2, seed=0, pad_id=tok.pad_id)
     held = data.eval_batches(10)
-    assert sum(b["counts"]["clm"] for b in held) == len(stream) - 1  # each token predicted once
+    assert sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in held) == len(stream) - 1  # each token predicted once
     torch.testing.assert_close(data.batch(3)["input_ids"], data.batch(3)["input_ids"])
     b = data.batch(0)
     assert torch.equal(b["input_ids"][:, 1:], b["labels"][:, :-1])
@@ -307,11 +308,11 @@ def test_pretrain_gpt_then_generate(tmp_path, capsys):
     ],
 )
 def test_user_errors_exit_2(tmp_path, capsys, monkeypatch, argv, message):
-    from selfsup.pretrain import write_run_marker
+    from selfsup.runs import RunFolder
 
     monkeypatch.setenv("SELFSUP_DATA_DIR", str(tmp_path))  # a data folder without the corpus
     (tmp_path / "bert").mkdir()
-    write_run_marker(tmp_path / "bert", "pretraining", "bert")
+    RunFolder(tmp_path / "bert").write_marker("pretraining", "bert")
     (tmp_path / "bert" / "config.json").write_text(json.dumps({"arch": "bert"}))
     places = {"bert": tmp_path / "bert", "missing": tmp_path / "nope", "new": tmp_path / "new"}
     code = main([a.format(**places) for a in argv])

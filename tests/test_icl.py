@@ -9,8 +9,9 @@ import torch
 from helpers import tiny_gpt_config
 
 from selfsup.cli import main
-from selfsup.data.tasks import TextExample
+from selfsup.data.labelled import TextExample
 from selfsup.errors import UserError
+from selfsup.evaluation.icl import ICLConfig, continuation_logprobs, parse_label_words, render
 from selfsup.experiments.icl_induction import InductionConfig, repeated_segments
 from selfsup.experiments.icl_linear import (
     LinearICLModel,
@@ -18,7 +19,6 @@ from selfsup.experiments.icl_linear import (
     knn_predictions,
     least_squares_predictions,
 )
-from selfsup.icl import ICLConfig, continuation_logprobs, parse_label_words, render
 from selfsup.objectives.clm import GPTPretrainer
 
 CFG = tiny_gpt_config()
@@ -203,7 +203,7 @@ def test_linear_curriculum_grows_the_subspace_and_keeps_ys_linear():
 
 
 def test_calibration_known_answer_and_uniform_content_free():
-    from selfsup.icl import calibrated_scores, label_distribution
+    from selfsup.evaluation.icl import calibrated_scores, label_distribution
 
     # the model prefers label 0 by a factor 3 under a content-free input
     content_free = np.log(np.array([[0.75, 0.25], [0.75, 0.25]]))
@@ -215,3 +215,13 @@ def test_calibration_known_answer_and_uniform_content_free():
     # a single content-free input becomes uniform (unnormalised log-scores are fine)
     raw = np.array([[-1.0, -3.0, -2.0]])
     np.testing.assert_allclose(label_distribution(calibrated_scores(raw, raw)), 1 / 3)
+
+
+def test_icl_help_lists_the_data_options_only(capsys):
+    with pytest.raises(SystemExit):
+        main(["icl", "--help"])
+    text = capsys.readouterr().out
+    assert "--task.text_field" in text and "--task.max_eval_examples" in text
+    for qa_only in ("--task.stride", "--task.max_seq_len", "--task.lang", "--task.n_best"):
+        assert qa_only not in text
+    assert "--task.max_train_examples" not in text  # demonstrations come from the whole split

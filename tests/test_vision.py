@@ -17,12 +17,14 @@ from selfsup.data import views
 from selfsup.data.images import ImageDataConfig, load_image_folder, load_images
 from selfsup.data.views import ViewBatches, ViewConfig, two_views
 from selfsup.errors import UserError
+from selfsup.evaluation.probe import few_label_indices, knn_accuracy, linear_probe_accuracy
+from selfsup.evaluation.probe_run import probe_run
 from selfsup.models.vision import VisionModelConfig
 from selfsup.objectives.byol import BYOL, BYOLConfig, target_decay
 from selfsup.objectives.simclr import SimCLR, SimCLRConfig, nt_xent
-from selfsup.probe import few_label_indices, knn_accuracy, linear_probe_accuracy, probe_run
+from selfsup.recipes import RECIPES, initialised_model, pretrain
+from selfsup.recipes.vision import preset_tiny
 from selfsup.trainer import TrainConfig, train
-from selfsup.vision_pretrain import build_model, preset_tiny, pretrain_vision
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY_MODEL = VisionModelConfig(width=4, proj_hidden=16, proj_dim=8, in_channels=3, image_size=8)
@@ -234,12 +236,10 @@ def test_view_batches_are_a_pure_function_of_the_index_and_keep_labels():
         ViewConfig(flip=False),
         16,
         0,
-        "simclr",
-        2,
     )
     a, b = src.batch(5), src.batch(5)
     assert torch.equal(a["views"], b["views"]) and torch.equal(a["labels"], b["labels"])
-    assert a["views"].shape == (2, 16, 1, 8, 8) and a["counts"] == {"simclr": 32}
+    assert a["views"].shape == (2, 16, 1, 8, 8) and a["num_tokens"] == 16
     assert not torch.equal(src.batch(6)["views"], a["views"])
     # an epoch (2 batches of 16 from 40 images) visits different images, each with its label
     seen = torch.cat([src.batch(i)["labels"] for i in range(2)])
@@ -286,7 +286,7 @@ def test_pretraining_on_unlabelled_images(tmp_path):
         _write_image(tmp_path / "photos" / f"{i}.png", tuple(int(v) for v in g.integers(0, 255, 3)))
     cfg = _tiny("simclr", steps=2)
     cfg.data.dataset, cfg.data.image_size = str(tmp_path / "photos"), 8
-    metrics = pretrain_vision(cfg, tmp_path / "run")
+    metrics = pretrain(cfg, tmp_path / "run")
     assert "eval_simclr_loss" in metrics and "eval_knn_accuracy" not in metrics  # no labels
     with pytest.raises(UserError, match="probing needs labels"):
         probe_run(tmp_path / "run")
@@ -353,7 +353,7 @@ def _tiny(arch, **train):
 
 def test_tiny_simclr_run_lowers_the_loss(tmp_path):
     cfg = _tiny("simclr", steps=30, log_every=5, checkpoint_every=30, lr=5e-3)
-    metrics = pretrain_vision(cfg, tmp_path / "run")
+    metrics = pretrain(cfg, tmp_path / "run")
     logged = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["simclr_loss"] for r in logged if "simclr_loss" in r]
     assert losses[-1] < losses[0] - 0.2, losses
@@ -376,7 +376,7 @@ def _train_byol(run_dir, resume=False, on_checkpoint=None):
         eval_batches=1,
         progress=False,
     )
-    model = build_model(cfg)
+    model = initialised_model(RECIPES[cfg.arch], cfg)
     data = load_images(cfg.data)
     mean, std = data.channel_stats()
     src = ViewBatches(
@@ -388,8 +388,6 @@ def _train_byol(run_dir, resume=False, on_checkpoint=None):
         cfg.views,
         16,
         0,
-        model.term,
-        model.items_per_image,
     )  # 16 images a step in micro-batches of 8: gradient caching is on
     train(
         model,
@@ -406,7 +404,7 @@ def _train_byol(run_dir, resume=False, on_checkpoint=None):
 def test_byol_resume_reproduces_the_uninterrupted_run_target_included(tmp_path):
     full = assert_resume_is_exact(_train_byol, tmp_path, kill_at=3)
     assert any(k.startswith("target.") for k in full)
-    initial = build_model(_tiny("byol"))
+    initial = initialised_model(RECIPES["byol"], _tiny("byol"))
     # the target moved, and not onto the online network
     assert not torch.equal(
         full["target.backbone.layers.0.weight"], initial.backbone.layers[0].weight
@@ -460,20 +458,31 @@ def test_cli_user_errors_exit_2_with_one_line(tmp_path, capsys, args, message):
 
 
 def test_probe_needs_an_image_run(tmp_path, capsys):
-    from selfsup.pretrain import write_run_marker
+    from selfsup.runs import RunFolder
 
-    write_run_marker(tmp_path, "pretraining", "bert")
+    RunFolder(tmp_path).write_marker("pretraining", "bert")
     code, _, err = _cli(["probe", str(tmp_path)], capsys)
     assert code == 2 and "needs a SimCLR or BYOL run" in err
 
 
 def test_help_documents_every_image_config_key(capsys):
     from selfsup.config import iter_fields
-    from selfsup.vision_pretrain import VisionPretrainConfig
+    from selfsup.recipes.vision import VisionPretrainConfig
 
     with pytest.raises(SystemExit):
         main(["pretrain", "--arch", "simclr", "--help"])
     text = capsys.readouterr().out
-    assert "SIMCLR" in text and "selfsup probe" in text
+    assert "SimCLR on images" in text and "selfsup probe" in text
     for key, _, _ in iter_fields(VisionPretrainConfig):
         assert key in text, key
+
+
+@pytest.mark.parametrize("arch", ["simclr", "byol"])
+def test_item_counts_are_the_loss_terms_counts(arch):
+    """The trainer normalises by item_counts before any backward pass: they must be the counts
+    the loss terms then report (2N anchors for SimCLR, N images for BYOL)."""
+    model = initialised_model(RECIPES[arch], _tiny(arch))
+    views = torch.rand(2, 6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = model({"views": views})
+    counts = model.item_counts({"views": views})
+    assert counts == {arch: out.terms[arch].count} == {arch: 12 if arch == "simclr" else 6}

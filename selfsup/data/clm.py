@@ -23,12 +23,15 @@ exactly once and the perplexity covers the whole split (the last window is padde
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import torch
 
+from selfsup.batch import IGNORE_INDEX
 from selfsup.data.token_store import TokenStore
 from selfsup.errors import UserError
-from selfsup.objectives.mlm import IGNORE_INDEX
 
 STREAM_CHUNK_DOCUMENTS = 1 << 14
 
@@ -56,9 +59,6 @@ def clm_stream(store: TokenStore, bos_id: int, eos_id: int) -> np.ndarray:
     The file is written once, a chunk of documents at a time in the store's token dtype, so a
     corpus larger than RAM trains, and a resumed run reuses it; it is rebuilt if the store was
     prepared again after it was written."""
-    import os
-    import tempfile
-
     path = store.directory / f"clm_stream-{bos_id}-{eos_id}.npy"
     length = store.num_tokens + store.num_documents + store.num_sentences
     meta = store.directory / "meta.json"
@@ -135,7 +135,7 @@ def _window_batch(rows: list[np.ndarray], pad_id: int) -> dict:
         input_ids[b, : len(row) - 1] = row[:-1]
         labels[b, : len(row) - 1] = row[1:]
     count = int((labels != IGNORE_INDEX).sum())
-    return {"input_ids": input_ids, "labels": labels, "counts": {"clm": count}, "num_tokens": count}
+    return {"input_ids": input_ids, "labels": labels, "num_tokens": count}
 
 
 class CausalLMBatches:

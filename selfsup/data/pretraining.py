@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from selfsup.batch import IGNORE_INDEX
+from selfsup.data.masking import MaskingConfig, mask_tokens, word_ids_from_starts
+from selfsup.data.sentence_pairs import PAIR_OBJECTIVES, sample_pair
 from selfsup.data.token_store import TokenStore
 from selfsup.errors import UserError
-from selfsup.objectives.bert_pretraining import PAIR_OBJECTIVES
-from selfsup.objectives.mlm import IGNORE_INDEX, MaskingConfig, mask_tokens, word_ids_from_starts
-from selfsup.objectives.sentence_pairs import sample_pair
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation draws its own fixed pairs and masks
 
@@ -206,7 +206,6 @@ class BertPretrainingBatches:
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "token_type_ids": token_type_ids,
-            "counts": {},
             "num_tokens": int(attention_mask.sum()),
         }
         if self.mlm:
@@ -224,9 +223,7 @@ class BertPretrainingBatches:
                 generator,
                 word_ids_from_starts(word_starts),
             )
-            batch["counts"]["mlm"] = int((batch["mlm_labels"] != IGNORE_INDEX).sum())
         for name, labels, on in (("nsp", nsp_labels, self.nsp), ("sop", sop_labels, self.sop)):
             if on:
                 batch[f"{name}_labels"] = torch.tensor(labels, dtype=torch.long)
-                batch["counts"][name] = sum(label != IGNORE_INDEX for label in labels)
         return batch

@@ -49,6 +49,7 @@ from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers
 from tokenizers import Encoding as _HFEncoding
 from tokenizers import Tokenizer as _HFTokenizer
 
+from selfsup.data.text import BERT_CHINESE, is_cjk
 from selfsup.errors import UserError
 from selfsup.io import atomic_write_json, atomic_write_text
 
@@ -62,18 +63,6 @@ VOCAB_FILE = "vocab.txt"  # BERT's format, for the WordPiece kinds
 HF_CONFIG_FILE = "tokenizer_config.json"  # transformers' file, read for do_lower_case
 FORMAT_VERSION = 1
 
-# BERT's "Chinese character" blocks (CJK Unified Ideographs and extensions, compatibility
-# ideographs), the ones BertNormalizer surrounds with spaces.
-_CJK_RANGES = (
-    (0x4E00, 0x9FFF),
-    (0x3400, 0x4DBF),
-    (0x20000, 0x2A6DF),
-    (0x2A700, 0x2B73F),
-    (0x2B740, 0x2B81F),
-    (0x2B820, 0x2CEAF),
-    (0xF900, 0xFAFF),
-    (0x2F800, 0x2FA1F),
-)
 _NO_SPACE_BEFORE = frozenset(",.!?;:%)]}")
 _NO_SPACE_AFTER = frozenset("([{")
 
@@ -83,11 +72,6 @@ class Encoding:
     ids: list[int]
     offsets: list[tuple[int, int]]  # character offsets into the original text, end exclusive
     continues_word: list[bool]  # True: belongs to the previous token's word (mask them together)
-
-
-def _is_cjk(char: str) -> bool:
-    code = ord(char)
-    return any(low <= code <= high for low, high in _CJK_RANGES)
 
 
 def _is_punctuation(char: str) -> bool:
@@ -146,7 +130,7 @@ def _bpe_continues_word(
             flags.append(False)  # a new pre-token (GPT-2's regex splits at spaces, punctuation)
         elif _starts_inside_character(token):
             flags.append(True)  # the rest of a character the previous piece began
-        elif start >= len(text) or text[start].isspace() or _is_cjk(text[start]):
+        elif start >= len(text) or text[start].isspace() or is_cjk(text[start], BERT_CHINESE):
             flags.append(False)  # "Ġword" starts a word; every CJK character is its own word
         else:
             previous_start, previous_end = offsets[i - 1]
@@ -213,7 +197,7 @@ def _char_vocab(
         if count < min_frequency or char.isspace():
             continue
         entries.append((count, char))
-        if not (_is_cjk(char) or _is_punctuation(char)):
+        if not (is_cjk(char, BERT_CHINESE) or _is_punctuation(char)):
             entries.append((count, "##" + char))
     entries.sort(key=lambda entry: (-entry[0], entry[1].startswith("##"), entry[1]))
     budget = vocab_size - len(SPECIAL_TOKENS)

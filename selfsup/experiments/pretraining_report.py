@@ -17,11 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from selfsup.data.text import CJK_UNIFIED, is_cjk
 from selfsup.errors import UserError
-
-
-def _is_cjk(char: str) -> bool:
-    return "\u4e00" <= char <= "\u9fff"
 
 
 def heldout_sentences(run_dir: Path, count: int, seed: int) -> list[str]:
@@ -36,7 +33,11 @@ def heldout_sentences(run_dir: Path, count: int, seed: int) -> list[str]:
     for s in rng.permutation(store.num_sentences):
         lo, hi = int(store.sentence_offsets[s]), int(store.sentence_offsets[s + 1])
         text = tok.decode(store.tokens[lo:hi].tolist())
-        if 8 <= len(text) <= 40 and "[UNK]" not in text and sum(map(_is_cjk, text)) >= 6:
+        if (
+            8 <= len(text) <= 40
+            and "[UNK]" not in text
+            and sum(is_cjk(c, CJK_UNIFIED) for c in text) >= 6
+        ):
             chosen.append(text)
         if len(chosen) == count:
             break
@@ -47,14 +48,14 @@ def fill_mask_table(
     run_dir: Path, count: int = 12, seed: int = 0
 ) -> tuple[list[str], float, float]:
     """Lines of the fill-mask table, top-1 and top-5 hit rates on the masked characters."""
-    from selfsup.inference import fill_mask, load_pretrained
+    from selfsup.inference.fill_mask import fill_mask, load_pretrained
 
     run = load_pretrained(run_dir)
     rng = np.random.default_rng(seed + 1)
     lines, top1, top5 = [], 0, 0
     sentences = heldout_sentences(run_dir, count, seed)
     for text in sentences:
-        positions = [i for i, c in enumerate(text) if _is_cjk(c)]
+        positions = [i for i, c in enumerate(text) if is_cjk(c, CJK_UNIFIED)]
         i = int(rng.choice(positions))
         masked = text[:i] + "[MASK]" + text[i + 1 :]
         (pred,) = fill_mask(run, masked, top_k=5)
@@ -73,11 +74,12 @@ def pair_scores(run_dir: Path) -> dict[str, tuple[float, float, float]]:
     the label mix: with NSP and SOP both on, three quarters of pairs are "not next"."""
     import torch
 
+    from selfsup.batch import IGNORE_INDEX
+    from selfsup.data.masking import MaskingConfig
     from selfsup.data.pretraining import BertPretrainingBatches
     from selfsup.data.token_store import TokenStore
-    from selfsup.inference import load_pretrained
-    from selfsup.objectives.mlm import IGNORE_INDEX, MaskingConfig
-    from selfsup.pretrain import special_ids
+    from selfsup.inference.fill_mask import load_pretrained
+    from selfsup.recipes.text import special_ids
 
     run = load_pretrained(run_dir)
     cfg = run.config

@@ -19,14 +19,15 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from selfsup.probe import ProbeResult
+from selfsup.evaluation.probe import ProbeResult
 
 LABELS_PER_CLASS: list[int | None] = [1, 5, 10, None]
 
 
 def _pretrain_all(preset: str, out: Path, seeds: list[int], archs: list[str], overrides: list[str]):
     from selfsup.config import apply_overrides
-    from selfsup.vision_pretrain import PRESETS, pretrain_vision
+    from selfsup.recipes import pretrain
+    from selfsup.recipes.vision import PRESETS
 
     timings_path = out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
@@ -40,7 +41,7 @@ def _pretrain_all(preset: str, out: Path, seeds: list[int], archs: list[str], ov
             cfg = apply_overrides(PRESETS[preset](arch), [f"train.seed={seed}", *overrides])
             start = time.perf_counter()
             print(f"pretraining {run_dir}", flush=True)
-            pretrain_vision(cfg, run_dir, resume=(run_dir / "run.json").exists())
+            pretrain(cfg, run_dir, resume=(run_dir / "run.json").exists())
             timings[run_dir.name] = round(time.perf_counter() - start, 1)
             timings_path.write_text(json.dumps(timings, indent=1) + "\n")
     return runs
@@ -48,15 +49,16 @@ def _pretrain_all(preset: str, out: Path, seeds: list[int], archs: list[str], ov
 
 def _probe_seed(runs: dict, seed: int, archs: list[str]) -> list[ProbeResult]:
     from selfsup.data.images import load_images
-    from selfsup.probe import extract_features, probe_features, raw_pixels
-    from selfsup.vision_pretrain import build_model, load_vision_run
+    from selfsup.evaluation.probe import extract_features, probe_features, raw_pixels
+    from selfsup.evaluation.probe_run import load_vision_run
+    from selfsup.recipes import RECIPES, initialised_model
 
     loaded = {arch: load_vision_run(runs[(arch, seed)]) for arch in archs}
-    cfg = loaded[archs[0]][0]
+    cfg = loaded[archs[0]].config
     data = load_images(cfg.data)
     mean, std = data.channel_stats()
-    backbones = {arch: model.backbone for arch, (_, model) in loaded.items()}
-    backbones["random init"] = build_model(cfg).backbone  # train.seed = seed
+    backbones = {arch: run.model.backbone for arch, run in loaded.items()}
+    backbones["random init"] = initialised_model(RECIPES[cfg.arch], cfg).backbone  # train.seed
     features = {
         name: (
             extract_features(b, data.train.images, mean, std),
@@ -72,10 +74,10 @@ def _probe_seed(runs: dict, seed: int, archs: list[str]) -> list[ProbeResult]:
 
 def plot_results(results: list[ProbeResult], path: Path, title: str) -> None:
     """Accuracy against labels per class, a panel per probe, a line per method (mean +- std)."""
-    from selfsup.plots import _pyplot, save_figure
-    from selfsup.probe import summarize
+    from selfsup.evaluation.probe import summarize
+    from selfsup.reporting import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     summary = summarize(results)
     columns = list(dict.fromkeys(r.labels_per_class for r in results))
     methods = list(dict.fromkeys(r.method for r in results))
@@ -107,7 +109,7 @@ def plot_results(results: list[ProbeResult], path: Path, title: str) -> None:
 def run_experiment(
     preset: str, out: str | Path, seeds: int, archs: list[str], overrides: list[str]
 ) -> str:
-    from selfsup.probe import format_table
+    from selfsup.evaluation.probe import format_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,9 @@ EPOCH_IMAGES = {"cifar10": 50_000, "mnist-5k": 4_000, "digits": 1_347}
 def time_steps(preset: str, arch: str, steps: int, overrides: list[str]) -> dict[str, float]:
     from selfsup.config import apply_overrides
     from selfsup.data.views import two_views
+    from selfsup.recipes import RECIPES, initialised_model
+    from selfsup.recipes.vision import PRESETS
     from selfsup.trainer import autocast, build_optimizer, resolve_device
-    from selfsup.vision_pretrain import PRESETS, build_model
 
     cfg = apply_overrides(PRESETS[preset](arch), overrides)
     if cfg.train.threads > 0:
@@ -33,7 +34,7 @@ def time_steps(preset: str, arch: str, steps: int, overrides: list[str]) -> dict
     shape = {"digits": (1, 8), "mnist-5k": (1, 28)}.get(cfg.data.dataset, (3, 32))
     cfg.model.in_channels, cfg.model.image_size = shape
     device = resolve_device(cfg.train.device)
-    model = build_model(cfg).to(device).train()
+    model = initialised_model(RECIPES[arch], cfg).to(device).train()
     optimizer = build_optimizer(model, cfg.train)
     n = cfg.train.batch_size * cfg.train.grad_accum
     g = torch.Generator().manual_seed(0)

@@ -1,4 +1,4 @@
-"""Hugging Face BERT checkpoints <-> selfsup runs: name mapping, configs, import and export.
+"""Hugging Face BERT checkpoints read into selfsup tensors: name mapping, configs, heads.
 
 Users hold BERT checkpoints in the Hugging Face layout (config.json, model.safetensors or
 pytorch_model.bin, vocab.txt / tokenizer.json) and want what they train here to load there. This
@@ -9,9 +9,9 @@ module translates both ways, from three pure pieces:
 - the config mapping (`config_from_hf`, `config_to_hf`);
 - the architectures: which heads each Hugging Face class holds, and whether it keeps a pooler.
 
-On top of them: `load_hf_bert` (a Hugging Face folder -> selfsup tensors), `export_run` (a selfsup
-run folder -> a Hugging Face folder), `import_hf` (a Hugging Face folder -> a selfsup run folder)
-and `convert`, which picks the direction from what the source folder holds.
+On top of them: `load_hf_bert` (a Hugging Face folder -> selfsup tensors), which `finetune --init`
+and `ask` use directly. Writing either format (`export_run`, `import_hf`, `convert`) is in
+interop/convert.py, which knows selfsup's run folders; this module knows none.
 
 Deviations and limits, each reported in the returned notes rather than silently:
 - Hugging Face's BERT is post-LN only: a pre-LN selfsup model cannot be exported.
@@ -37,8 +37,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from selfsup.data.tokenizer import Tokenizer
 from selfsup.errors import UserError
+from selfsup.models.bert import BertModel
 from selfsup.models.transformer import TransformerConfig
+from selfsup.objectives.mlm import MaskedLMHead
+from selfsup.objectives.sentence_pairs import SentencePairHead
+from selfsup.tasks.classification import SequenceClassificationHead
+from selfsup.tasks.qa import QuestionAnsweringHead
+from selfsup.tasks.tagging import TokenClassificationHead
 
 Tensors = dict[str, torch.Tensor]
 
@@ -379,8 +386,6 @@ def _heads_to_read(
 def _expected_shapes(cfg: TransformerConfig, heads: Mapping[str, int]) -> dict[str, tuple]:
     """Hugging Face name -> shape for this config: the mapping applied to a meta-device model,
     so shapes follow from the same code that moves the tensors. heads: name -> output size."""
-    from selfsup.models.bert import BertModel
-
     with torch.device("meta"):
         encoder = BertModel(cfg)
         modules = {name: _HEAD_MODULES[name](cfg, size) for name, size in heads.items()}
@@ -391,32 +396,22 @@ def _expected_shapes(cfg: TransformerConfig, heads: Mapping[str, int]) -> dict[s
 
 
 def _mlm_head(cfg: TransformerConfig, _size: int) -> nn.Module:
-    from selfsup.objectives.mlm import MaskedLMHead
-
     return MaskedLMHead(cfg.hidden_size, cfg.vocab_size, cfg.layer_norm_eps)
 
 
 def _pair_head(cfg: TransformerConfig, _size: int) -> nn.Module:
-    from selfsup.objectives.sentence_pairs import SentencePairHead
-
     return SentencePairHead(cfg.hidden_size)
 
 
 def _sequence_head(cfg: TransformerConfig, size: int) -> nn.Module:
-    from selfsup.tasks.classification import SequenceClassificationHead
-
     return SequenceClassificationHead(cfg.hidden_size, size, 0.0)
 
 
 def _token_head(cfg: TransformerConfig, size: int) -> nn.Module:
-    from selfsup.tasks.tagging import TokenClassificationHead
-
     return TokenClassificationHead(cfg.hidden_size, size, 0.0)
 
 
 def _span_head(cfg: TransformerConfig, _size: int) -> nn.Module:
-    from selfsup.tasks.qa import QuestionAnsweringHead
-
     return QuestionAnsweringHead(cfg.hidden_size)
 
 
@@ -526,8 +521,6 @@ def _with_decoder_bias(state: Tensors) -> Tensors:
 
 
 def _read_tokenizer(directory: Path):
-    from selfsup.data.tokenizer import Tokenizer
-
     if (directory / "tokenizer.json").is_file() or (directory / "vocab.txt").is_file():
         return Tokenizer.load(directory)  # do_lower_case from tokenizer_config.json for vocab.txt
     return None
@@ -568,265 +561,4 @@ def load_hf_bert(directory: str | Path) -> HFCheckpoint:
         num_labels=num_labels,
         id2label=id2label,
         report=report,
-    )
-
-
-# ---------------------------------------------------------------- writing a Hugging Face folder
-SPECIAL_TOKENS_MAP = {
-    "unk_token": "[UNK]",
-    "sep_token": "[SEP]",
-    "pad_token": "[PAD]",
-    "cls_token": "[CLS]",
-    "mask_token": "[MASK]",
-}
-
-
-@dataclass
-class RunWeights:
-    """What a selfsup run folder holds, split into encoder and heads (selfsup names)."""
-
-    config: TransformerConfig
-    encoder_state: Tensors
-    head_states: dict[str, Tensors]  # HEAD_NAMES name (and "sop") -> names inside the head
-    extra: dict[str, Any]  # Hugging Face config keys the run implies (id2label, dropout)
-
-
-def _strip(state: Mapping[str, torch.Tensor], prefix: str) -> Tensors:
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def split_run_state(
-    state: Mapping[str, torch.Tensor], kind: str, objectives: list[str], task_kind: str | None
-) -> tuple[Tensors, dict[str, Tensors]]:
-    """A run's state dict -> (encoder state, head states): `objectives.<name>.head.*` in a
-    pretraining run, `head.*` in a fine-tuned one."""
-    encoder = _strip(state, "encoder.")
-    if kind == "pretraining":
-        heads = {n: _strip(state, f"objectives.{n}.head.") for n in objectives}
-    else:
-        heads = {TASK_HEADS[task_kind]: _strip(state, "head.")}
-    return encoder, heads
-
-
-def _read_run(run_dir: Path) -> RunWeights:
-    from safetensors.torch import load_file
-
-    from selfsup.pretrain import read_run_marker
-
-    info = read_run_marker(run_dir)
-    kind = info.get("kind")
-    if info.get("arch", "bert") != "bert" or kind not in ("pretraining", "finetune"):
-        raise UserError(
-            f"{run_dir / 'run.json'}: a {info.get('arch')} {kind} run; only BERT "
-            "pretraining and fine-tuned runs can be exported"
-        )
-    weights = run_dir / "model.safetensors"
-    if not weights.is_file():
-        raise UserError(f"{weights}: not found (is the run finished?)")
-    extra: dict[str, Any] = {}
-    if kind == "pretraining":
-        from selfsup.pretrain import load_pretrain_config
-
-        cfg = load_pretrain_config(run_dir / "config.json")
-        objectives, task_kind = list(cfg.objectives), None
-    else:
-        from selfsup.finetune import load_finetune_config
-
-        cfg = load_finetune_config(run_dir / "config.json")
-        labels_path = run_dir / "labels.json"
-        try:
-            task = json.loads(labels_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise UserError(f"{labels_path}: cannot read ({error})") from None
-        task_kind, labels = task.get("kind"), list(task.get("labels") or [])
-        if task_kind not in TASK_HEADS:
-            raise UserError(
-                f"{labels_path}: kind {task_kind!r} is not one of {', '.join(TASK_HEADS)}"
-            )
-        objectives = []
-        extra["classifier_dropout"] = cfg.head_dropout
-        if labels and task_kind != "qa":
-            extra["id2label"] = {str(i): label for i, label in enumerate(labels)}
-            extra["label2id"] = {label: i for i, label in enumerate(labels)}
-    encoder, heads = split_run_state(load_file(weights), kind, objectives, task_kind)
-    return RunWeights(cfg.model, encoder, heads, extra)
-
-
-def hf_state_from_run(run: RunWeights) -> tuple[str, Tensors, list[str]]:
-    """(architecture, Hugging Face tensors, notes) for a run's encoder and heads."""
-    notes = []
-    exportable = tuple(h for h in run.head_states if h in HEAD_NAMES)
-    for head in run.head_states:
-        if head not in HEAD_NAMES:
-            notes.append(f"not exported: the {head} head (Hugging Face's BERT has no equivalent)")
-    architecture = architecture_for(exportable)
-    arch = ARCHITECTURES[architecture]
-    if not arch.pooler:
-        notes.append(f"not exported: the pooler ({architecture} has none and never reads it)")
-    encoder = encoder_to_hf(run.encoder_state, run.config.num_layers, pooler=arch.pooler)
-    prefix = BASE_PREFIX if arch.heads else ""  # a bare BertModel is saved without it
-    state = {prefix + k: v for k, v in encoder.items()}
-    for head in arch.heads:
-        state |= head_to_hf(run.head_states[head], head)
-    heads = ", ".join(arch.heads) or "no head"
-    notes.insert(
-        0,
-        f"exported as {architecture}: encoder ({run.config.num_layers} layers, "
-        f"width {run.config.hidden_size}) and {heads}",
-    )
-    return architecture, state, notes
-
-
-def _strip_accents_of(tokenizer_json: Mapping[str, Any]) -> bool | None:
-    normalizer = tokenizer_json.get("normalizer") or {}
-    if normalizer.get("type") == "BertNormalizer":
-        return normalizer.get("strip_accents")
-    return None
-
-
-def tokenizer_config(tokenizer: Any, tokenizer_json: Mapping[str, Any], max_length: int) -> dict:
-    """transformers' tokenizer_config.json for a selfsup tokenizer."""
-    bert_like = tokenizer.kind in ("char", "wordpiece")
-    out: dict[str, Any] = {
-        "tokenizer_class": "BertTokenizer" if bert_like else "PreTrainedTokenizerFast",
-        "model_max_length": max_length,
-        **SPECIAL_TOKENS_MAP,
-    }
-    if bert_like:
-        out |= {
-            "do_lower_case": tokenizer.lowercase,
-            "strip_accents": _strip_accents_of(tokenizer_json),
-            "tokenize_chinese_chars": True,
-        }
-    return out
-
-
-def _write_hf_tokenizer(tokenizer: Any, out_dir: Path, max_length: int) -> None:
-    """selfsup's tokenizer files, plus [CLS] ... [SEP] templates in tokenizer.json: selfsup adds
-    special tokens itself, a Hugging Face tokenizer expects the file to say where they go."""
-    from tokenizers import Tokenizer as HFTokenizer
-    from tokenizers import processors
-
-    from selfsup.io import atomic_write_json, atomic_write_text
-
-    tokenizer.save(out_dir)
-    backend = HFTokenizer.from_file(str(out_dir / "tokenizer.json"))
-    cls, sep = ("[CLS]", tokenizer.cls_id), ("[SEP]", tokenizer.sep_id)
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[cls, sep]
-    )
-    text = backend.to_str(pretty=True)
-    atomic_write_text(out_dir / "tokenizer.json", text)
-    atomic_write_json(
-        out_dir / "tokenizer_config.json", tokenizer_config(tokenizer, json.loads(text), max_length)
-    )
-    atomic_write_json(out_dir / "special_tokens_map.json", SPECIAL_TOKENS_MAP)
-
-
-def _check_empty_target(out_dir: Path) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UserError(f"{out_dir}: already exists and is not empty; choose another folder")
-
-
-def export_run(run_dir: str | Path, out_dir: str | Path) -> list[str]:
-    """A selfsup BERT run (pretraining or fine-tuned) -> a Hugging Face model folder that
-    transformers' matching AutoModelFor... loads without missing or unused weights.
-    Returns notes: what was exported, and what was dropped."""
-    from selfsup.data.tokenizer import Tokenizer
-    from selfsup.io import atomic_save_safetensors, atomic_write_json
-
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    run = _read_run(run_dir)
-    config_to_hf(run.config, [])  # refuse a pre-LN model before writing anything
-    _check_empty_target(out_dir)
-    tokenizer = Tokenizer.load(run_dir / "tokenizer")
-    if tokenizer.vocab_size > run.config.vocab_size:
-        raise UserError(
-            f"{run_dir}: tokenizer has {tokenizer.vocab_size} tokens, the model "
-            f"{run.config.vocab_size}"
-        )
-    architecture, state, notes = hf_state_from_run(run)
-    extra = run.extra | {"pad_token_id": tokenizer.pad_id}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_hf_tokenizer(tokenizer, out_dir, run.config.max_position)
-    atomic_save_safetensors(out_dir / "model.safetensors", state, metadata={"format": "pt"})
-    # config.json last: its presence means the folder is complete
-    atomic_write_json(out_dir / "config.json", config_to_hf(run.config, [architecture], extra))
-    return notes
-
-
-# ---------------------------------------------------------------- writing a selfsup run
-def import_hf(directory: str | Path, run_dir: str | Path) -> list[str]:
-    """A Hugging Face BERT folder -> a selfsup pretraining run folder, usable by
-    `selfsup fill-mask` and `selfsup finetune --init RUN`.
-
-    The run's objectives are ["mlm"], plus "nsp" when the checkpoint has that head. A checkpoint
-    without an MLM head still gets one, freshly initialised (reported): fill-mask then answers
-    at random, but `finetune --init` only reads the encoder. Task heads (classifier, qa_outputs)
-    are not imported: fine-tuning starts its head from scratch. Returns notes."""
-    from selfsup.config import save_config
-    from selfsup.io import atomic_save_safetensors
-    from selfsup.objectives.bert_pretraining import BertPretrainer
-    from selfsup.pretrain import PretrainConfig, TokenizerConfig, check_run_dir, write_run_marker
-
-    run_dir = check_run_dir(run_dir, resume=False)
-    ckpt = load_hf_bert(directory)
-    tok = ckpt.tokenizer
-    if tok is None:
-        raise UserError(f"{directory}: no tokenizer.json or vocab.txt; a run needs a tokenizer")
-    if tok.vocab_size > ckpt.config.vocab_size:
-        raise UserError(
-            f"{directory}: the tokenizer has {tok.vocab_size} tokens but config.json's "
-            f"vocab_size is {ckpt.config.vocab_size}"
-        )
-    objectives = ["mlm"] + (["nsp"] if "nsp" in ckpt.head_states else [])
-    cfg = PretrainConfig(objectives=objectives, model=ckpt.config)
-    cfg.tokenizer = TokenizerConfig(
-        kind=tok.kind, vocab_size=tok.vocab_size, lowercase=tok.lowercase
-    )
-    cfg.data.max_seq_len = min(cfg.data.max_seq_len, cfg.model.max_position)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # fresh parts (pooler, absent heads) are the same on every import
-        fresh = BertPretrainer(cfg.model, objectives).state_dict()
-    found = {f"encoder.{k}": v for k, v in ckpt.encoder_state.items()}
-    for head, head_state in ckpt.head_states.items():
-        if head in objectives:
-            found |= {f"objectives.{head}.head.{k}": v for k, v in head_state.items()}
-    state = {k: found.get(k, v).to(v.dtype) for k, v in fresh.items()}
-    notes = [
-        f"imported {', '.join(ckpt.architectures) or 'BertModel'}: encoder "
-        f"({cfg.model.num_layers} layers, width {cfg.model.hidden_size}), objectives "
-        f"{', '.join(objectives)}"
-    ] + ckpt.report.notes
-    if "mlm" not in ckpt.head_states:
-        notes.append("the checkpoint has no MLM head: a fresh one was initialised")
-    notes += [
-        f"not imported: the {h} head (selfsup finetune starts its own)"
-        for h in ckpt.head_states
-        if h not in objectives
-    ]
-    if ckpt.report.unexpected:
-        notes.append(
-            f"ignored {len(ckpt.report.unexpected)} unused tensor(s): "
-            f"{', '.join(ckpt.report.unexpected[:5])}"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tok.save(run_dir / "tokenizer")
-    save_config(cfg, run_dir / "config.json")
-    atomic_save_safetensors(run_dir / "model.safetensors", state)
-    write_run_marker(run_dir, "pretraining", "bert")  # last: a half-written folder is no run
-    return notes
-
-
-def convert(src: str | Path, dst: str | Path) -> list[str]:
-    """Export a selfsup run, or import a Hugging Face BERT folder, whichever `src` is."""
-    src = Path(src)
-    if (src / "run.json").is_file():
-        return export_run(src, dst)
-    if (src / "config.json").is_file():
-        if read_hf_config(src).get("model_type") == "bert":
-            return import_hf(src, dst)
-        raise UserError(f"{src / 'config.json'}: not a BERT model (model_type must be 'bert')")
-    raise UserError(
-        f"{src}: neither a selfsup run (run.json) nor a Hugging Face folder (config.json)"
     )

@@ -1,11 +1,11 @@
 """The contract between objectives and the training loop.
 
 An objective turns a batch into `StepOutput`: per loss term, the loss *summed* over the items it
-covers (masked tokens, sentence pairs, images) and how many items that was. The batch itself says
-in advance how many items each term will cover (`batch["counts"]`), so the trainer can divide every
-micro-batch's sum by the total over all micro-batches of the step before it calls backward: the
-gradient with accumulation equals the gradient of one big batch, even when micro-batches hold
-different numbers of masked tokens.
+covers (masked tokens, sentence pairs, images) and how many items that was. The model also says in
+advance how many items each term will cover (`model.item_counts(batch)`, read from the labels), so
+the trainer can divide every micro-batch's sum by the total over all micro-batches of the step
+before it calls backward: the gradient with accumulation equals the gradient of one big batch,
+even when micro-batches hold different numbers of masked tokens (selfsup/batch.py).
 """
 
 from __future__ import annotations

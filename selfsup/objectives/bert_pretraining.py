@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from selfsup.batch import count_labelled
 from selfsup.errors import UserError
 from selfsup.models.bert import BertModel
 from selfsup.models.transformer import TransformerConfig, init_weights
@@ -25,6 +26,9 @@ class MaskedLM(nn.Module):
         super().__init__()
         self.head = MaskedLMHead(cfg.hidden_size, cfg.vocab_size, cfg.layer_norm_eps)
 
+    def item_count(self, batch: dict) -> int:
+        return count_labelled(batch["mlm_labels"])
+
     def forward(self, encoder: BertModel, hidden: torch.Tensor, batch: dict) -> LossTerm:
         r = masked_lm_loss(self.head, hidden, encoder.word_embeddings.weight, batch["mlm_labels"])
         return LossTerm(r.loss_sum, r.num_masked, r.num_correct)
@@ -36,6 +40,9 @@ class _PairObjective(nn.Module):
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
         self.head = SentencePairHead(cfg.hidden_size)
+
+    def item_count(self, batch: dict) -> int:
+        return count_labelled(batch[self.label_key])
 
     def forward(self, encoder: BertModel, hidden: torch.Tensor, batch: dict) -> LossTerm:
         loss_sum, count, correct = pair_loss(self.head(encoder.pool(hidden)), batch[self.label_key])
@@ -59,7 +66,6 @@ OBJECTIVES: dict[str, type[nn.Module]] = {
     "nsp": NextSentence,
     "sop": SentenceOrder,
 }
-PAIR_OBJECTIVES = frozenset({"nsp", "sop"})
 
 
 def check_objectives(
@@ -89,6 +95,9 @@ class BertPretrainer(nn.Module):
         for objective in self.objectives.values():  # BERT starts the MLM output bias at zero
             if isinstance(objective, MaskedLM):
                 nn.init.zeros_(objective.head.bias)
+
+    def item_counts(self, batch: dict) -> dict[str, int]:
+        return {n: obj.item_count(batch) for n, obj in self.objectives.items()}
 
     def forward(self, batch: dict) -> StepOutput:
         hidden = self.encoder(

@@ -53,8 +53,7 @@ def regression_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 class BYOL(nn.Module):
     """Online backbone + projector + predictor, EMA target backbone + projector."""
 
-    term = "byol"
-    items_per_image = 1  # one symmetric loss per image
+    whole_step = True  # one pass over the step's batch, micro-batched inside (as SimCLR)
 
     def __init__(
         self, model: VisionModelConfig, cfg: BYOLConfig, chunk_size: int, total_steps: int
@@ -77,13 +76,16 @@ class BYOL(nn.Module):
     def embed_target(self, x: torch.Tensor) -> torch.Tensor:
         return self.target["projector"](self.target["backbone"](x))  # (B, C, H, W) -> (B, P)
 
+    def item_counts(self, batch: dict) -> dict[str, int]:
+        return {"byol": batch["views"].shape[1]}  # one symmetric loss per image
+
     def forward(self, batch: dict) -> StepOutput:
         views = batch["views"]  # (2, N, C, H, W)
         p = encode_in_chunks(self, self.embed, views, self.chunk_size)  # (2, N, P)
         with torch.no_grad():
             z = encode_in_chunks(self, self.embed_target, views, self.chunk_size)
         loss = regression_loss(p[0], z[1]) + regression_loss(p[1], z[0])  # (N,)
-        return StepOutput({self.term: LossTerm(loss.sum(), views.shape[1])})
+        return StepOutput({"byol": LossTerm(loss.sum(), views.shape[1])})
 
     @torch.no_grad()
     def update_target(self, step: int) -> float:

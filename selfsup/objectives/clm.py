@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.batch import IGNORE_INDEX, count_labelled
 from selfsup.models.gpt import GPTModel
 from selfsup.models.transformer import KVCache, TransformerConfig
 from selfsup.objectives.base import LossTerm, StepOutput
-from selfsup.objectives.mlm import IGNORE_INDEX
 
 
 class CausalLMHead(nn.Module):
@@ -51,6 +51,9 @@ class CausalLM(nn.Module):
         super().__init__()
         self.head = CausalLMHead(cfg.vocab_size)
 
+    def item_count(self, batch: dict) -> int:
+        return count_labelled(batch["labels"])
+
     def forward(self, decoder: GPTModel, hidden: torch.Tensor, batch: dict) -> LossTerm:
         return causal_lm_loss(self.head(hidden, decoder.word_embeddings.weight), batch["labels"])
 
@@ -65,6 +68,9 @@ class GPTPretrainer(nn.Module):
         super().__init__()
         self.decoder = GPTModel(cfg)
         self.objectives = nn.ModuleDict({n: GPT_OBJECTIVES[n](cfg) for n in objectives})
+
+    def item_counts(self, batch: dict) -> dict[str, int]:
+        return {n: obj.item_count(batch) for n, obj in self.objectives.items()}
 
     def forward(self, batch: dict) -> StepOutput:
         hidden = self.decoder(batch["input_ids"])

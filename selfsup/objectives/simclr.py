@@ -54,8 +54,7 @@ def nt_xent(
 class SimCLR(nn.Module):
     """Backbone + projection head; batch["views"] (2, N, C, H, W) -> StepOutput("simclr")."""
 
-    term = "simclr"
-    items_per_image = 2  # every view is an anchor
+    whole_step = True  # negatives span the step's whole batch: micro-batches run inside
 
     def __init__(self, model: VisionModelConfig, cfg: SimCLRConfig, chunk_size: int) -> None:
         super().__init__()
@@ -69,7 +68,10 @@ class SimCLR(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.backbone(x))  # (B, C, H, W) -> (B, F) -> (B, P)
 
+    def item_counts(self, batch: dict) -> dict[str, int]:
+        return {"simclr": 2 * batch["views"].shape[1]}  # every view is an anchor
+
     def forward(self, batch: dict) -> StepOutput:
         z = encode_in_chunks(self, self.embed, batch["views"], self.chunk_size)  # (2, N, P)
         loss_sum, correct = nt_xent(z[0], z[1], self.temperature)
-        return StepOutput({self.term: LossTerm(loss_sum, 2 * z.shape[1], correct)})
+        return StepOutput({"simclr": LossTerm(loss_sum, 2 * z.shape[1], correct)})

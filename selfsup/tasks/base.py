@@ -6,10 +6,10 @@ A task (classification, tagging, QA) is a small class with four parts:
 - `build_head(model_cfg)`: the randomly initialised head (a linear layer on [CLS], on every
   token, or the two QA vectors);
 - `encode(examples, training)`: examples -> features (token ids and labels, one or more per example);
-- `collate(features)`: features -> a padded batch dict with `counts` (see objectives.base);
+- `collate(features)`: features -> a padded batch dict (the contract: selfsup/batch.py);
 - `score(examples, features, outputs)`: per-feature logits -> the task's metrics.
 The head computes `loss(hidden, batch)` and `logits(hidden, batch)`; the encoder and the head are
-trained together ("the whole model trained", as the lecture says).
+trained together (the whole model is fine-tuned, not only the head).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from selfsup.objectives.base import LossTerm, StepOutput
 
 
 class TaskHead(Protocol):
+    def item_count(self, batch: dict) -> int: ...
     def loss(self, encoder: BertModel, hidden: torch.Tensor, batch: dict) -> LossTerm: ...
     def logits(self, encoder: BertModel, hidden: torch.Tensor, batch: dict) -> torch.Tensor: ...
 
@@ -42,6 +43,9 @@ class FinetuneModel(nn.Module):
         return self.encoder(
             batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
         )
+
+    def item_counts(self, batch: dict) -> dict[str, int]:
+        return {"task": self.head.item_count(batch)}
 
     def forward(self, batch: dict) -> StepOutput:
         return StepOutput({"task": self.head.loss(self.encoder, self._hidden(batch), batch)})

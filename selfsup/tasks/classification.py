@@ -39,6 +39,9 @@ class SequenceClassificationHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_labels)
 
+    def item_count(self, batch: dict) -> int:
+        return int(batch["labels"].numel())  # one label per sequence
+
     def logits(self, encoder: BertModel, hidden: torch.Tensor, batch: dict) -> torch.Tensor:
         return self.classifier(self.dropout(encoder.pool(hidden)))  # (B, C) -> (B, L)
 
@@ -97,7 +100,6 @@ class ClassificationTask:
     def collate(self, features: Sequence[ClassificationFeature]) -> dict:
         batch = padded_inputs(features, self.tokenizer.pad_id)
         batch["labels"] = torch.tensor([f.label for f in features], dtype=torch.long)
-        batch["counts"] = {"task": len(features)}
         return batch
 
     def score(

@@ -36,8 +36,8 @@ when the metric matches the one the benchmark's authors ran, so each family foll
       period and "..." split off; n't 's 'm 'd 'll 're 've split off). It differs from nltk only
       on rarer cases (e.g. "cannot", quotes turned into `` and '', abbreviations before a
       sentence break), which change token counts, never the EM.
-  `exact_match_nospace` is the plainer score used by the course homework: equal once all
-  whitespace is removed, nothing else normalised.
+  `exact_match_nospace` is a plainer score: equal once all whitespace is removed, nothing else
+  normalised.
 - `squad_scores` and `score_qa_files` walk a SQuAD-format gold file; `score_qa_files` turns every
   problem with the user's files into a one-line `UserError` naming the file.
 """

@@ -13,7 +13,6 @@ long passage live in `qa_windows`; the answer text is cut from the passage by ch
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.data.text import CJK_UNIFIED, is_cjk
 from selfsup.models.bert import BertModel
 from selfsup.objectives.base import LossTerm
 from selfsup.tasks.base import pad_rows
@@ -34,13 +34,14 @@ from selfsup.tasks.qa_windows import (
     predict_answer,
 )
 
-_CJK = re.compile("[\u4e00-\u9fff]")
-
 
 class QuestionAnsweringHead(nn.Module):
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
         self.span = nn.Linear(hidden_size, 2)  # row 0: start vector S, row 1: end vector E
+
+    def item_count(self, batch: dict) -> int:
+        return len(batch["start_positions"])  # one answer span per window
 
     def logits(self, encoder: BertModel, hidden: torch.Tensor, batch: dict) -> torch.Tensor:
         logits = self.span(hidden)  # (B, T, C) -> (B, T, 2)
@@ -60,7 +61,8 @@ class QuestionAnsweringHead(nn.Module):
 def guess_language(examples: Sequence) -> str:
     """'zh' when the passages are mostly Chinese, else 'en' (selects the metric)."""
     sample = "".join(e.context[:200] for e in examples[:50])
-    return "zh" if len(_CJK.findall(sample)) > 0.3 * max(len(sample), 1) else "en"
+    chinese = sum(is_cjk(char, CJK_UNIFIED) for char in sample)
+    return "zh" if chinese > 0.3 * max(len(sample), 1) else "en"
 
 
 def as_squad(examples: Sequence) -> dict:
@@ -120,7 +122,6 @@ class QuestionAnsweringTask:
             "attention_mask": attention_mask,
             "answer_mask": answer_mask,
             "num_tokens": int(attention_mask.sum()),
-            "counts": {"task": len(features)},
         }
         if all(w.start_position is not None for w in features):
             batch["start_positions"] = torch.tensor([w.start_position for w in features])

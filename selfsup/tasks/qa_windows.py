@@ -8,6 +8,11 @@ as in BERT's SQuAD fine-tuning (Devlin et al. 2019, section 4.2: "We represent t
 and passage as a single packed sequence, with the question using the A embedding and the passage
 using the B embedding"). This module holds the pure parts around the model:
 
+- `WindowSizes` and its two presets, the only place window sizes are written: `SQUAD_WINDOWS`
+  (what SQuAD checkpoints are fine-tuned with; `WindowConfig`'s defaults) and `FINETUNE_WINDOWS`
+  (`selfsup finetune`'s defaults, sized for small pretrained models);
+- `WindowConfig`: the sizes plus training and inference choices, built from a task config by
+  `WindowConfig.from_task`;
 - `context_windows`: where the windows go over the context tokens (BERT's doc_stride grid);
 - `max_context_flags`: which window "owns" each context token (BERT's max-context rule);
 - `answer_token_span` and `build_windows`: inputs and training labels of one example;
@@ -36,6 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +50,31 @@ from selfsup.errors import UserError
 NUM_SPECIAL_TOKENS = 3  # [CLS], [SEP] after the question, [SEP] after the context piece
 NO_ANSWER_POLICIES = ("cls", "drop")
 LOSS_SCOPES = ("passage", "window")
+
+
+@dataclass(frozen=True)
+class WindowSizes:
+    """The three numbers that size windows (what they do: `WindowConfig`)."""
+
+    max_seq_len: int  # tokens per window, [CLS] and both [SEP] included
+    max_question_len: int  # question tokens kept; a longer question loses its tail
+    stride: int  # tokens between the starts of consecutive windows over the context
+
+    def fit(self, max_position: int) -> WindowSizes:
+        """These sizes shrunk to a model that reads at most `max_position` tokens: the window is
+        cut to the position table, the question to a quarter of the window, and the stride to at
+        most half the context tokens a window holds, so consecutive windows overlap by half."""
+        seq = min(self.max_seq_len, max_position)
+        question = min(self.max_question_len, seq // 4)
+        stride = max(1, min(self.stride, (seq - question - NUM_SPECIAL_TOKENS) // 2))
+        return WindowSizes(seq, question, stride)
+
+
+# BERT's SQuAD fine-tuning (run_squad.py: max_seq_length 384, max_query_length 64, doc_stride
+# 128), which Hugging Face SQuAD checkpoints keep
+SQUAD_WINDOWS = WindowSizes(max_seq_len=384, max_question_len=64, stride=128)
+# selfsup finetune: the small pretrained BERTs read 128 positions
+FINETUNE_WINDOWS = WindowSizes(max_seq_len=128, max_question_len=32, stride=32)
 
 
 @dataclass(frozen=True)
@@ -59,9 +90,9 @@ class WindowConfig:
     overlap by 189 or more), while with less a long answer may be cut at a window edge.
     """
 
-    max_seq_len: int = 384  # tokens per window, [CLS] and both [SEP] included
-    max_question_len: int = 64  # question tokens kept; a longer question loses its tail
-    stride: int = 128  # tokens between the starts of consecutive windows over the context
+    max_seq_len: int = SQUAD_WINDOWS.max_seq_len  # as in WindowSizes
+    max_question_len: int = SQUAD_WINDOWS.max_question_len
+    stride: int = SQUAD_WINDOWS.stride
     max_answer_len: int = 30  # longest answer span in tokens at inference
     n_best: int = 20  # start and end candidates per window
     no_answer_window: str = "cls"  # training: a window without the whole answer: "cls" or "drop"
@@ -99,6 +130,22 @@ class WindowConfig:
                 f"no_answer_window: must be one of {NO_ANSWER_POLICIES}, "
                 f"got {self.no_answer_window!r}"
             )
+
+    @classmethod
+    def from_task(cls, task: Any) -> WindowConfig:
+        """The windows a fine-tuning task config asks for (selfsup finetune's TaskConfig, whose
+        QA fields carry the same names, except loss_over, there qa_loss_over)."""
+        return cls(
+            max_seq_len=task.max_seq_len,
+            max_question_len=task.max_question_len,
+            stride=task.stride,
+            max_answer_len=task.max_answer_len,
+            n_best=task.n_best,
+            no_answer_window=task.no_answer_window,
+            random_offset=task.random_offset,
+            loss_over=task.qa_loss_over,
+            max_context_rule=task.max_context_rule,
+        )
 
     @property
     def min_context_tokens(self) -> int:

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.batch import IGNORE_INDEX, count_labelled
 from selfsup.models.bert import BertModel
 from selfsup.objectives.base import LossTerm
-from selfsup.objectives.mlm import IGNORE_INDEX
 from selfsup.tasks.base import pad_rows, padded_inputs
 from selfsup.tasks.metrics import accuracy, bmes_prf, span_prf
 
@@ -51,6 +51,9 @@ class TokenClassificationHead(nn.Module):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_labels)
+
+    def item_count(self, batch: dict) -> int:
+        return count_labelled(batch["labels"])  # tokens that start a tagged unit
 
     def logits(self, encoder: BertModel, hidden: torch.Tensor, batch: dict) -> torch.Tensor:
         return self.classifier(self.dropout(hidden))  # (B, T, C) -> (B, T, L)
@@ -146,7 +149,6 @@ class TaggingTask:
     def collate(self, features: Sequence[TaggingFeature]) -> dict:
         batch = padded_inputs(features, self.tokenizer.pad_id)
         batch["labels"] = pad_rows([f.labels for f in features], IGNORE_INDEX)
-        batch["counts"] = {"task": int((batch["labels"] != IGNORE_INDEX).sum())}
         return batch
 
     def predict(

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from selfsup.config import option
 from selfsup.errors import UserError
+from selfsup.recipes import LoadedRun, load_run
+from selfsup.runs import RunFolder
 
 
 @dataclass
@@ -168,14 +171,11 @@ def generate(run, prompt: str, cfg: GenerationConfig | None = None) -> str:
     return "".join(stream_text(run, prompt, cfg or GenerationConfig()))
 
 
-def load_gpt(run_dir: str, device: str = "cpu"):
-    """A GPT run from `selfsup pretrain --arch gpt`, in eval mode (inference.load_pretrained)."""
-    from selfsup.inference import load_pretrained
-    from selfsup.pretrain import read_run_marker
-
-    arch = read_run_marker(run_dir).get("arch")
-    if arch != "gpt":
-        raise UserError(
-            f"{run_dir}: a {arch} run; generation needs a gpt run (selfsup pretrain --arch gpt)"
-        )
-    return load_pretrained(run_dir, device)
+def load_gpt(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
+    """A GPT run from `selfsup pretrain --arch gpt`, in eval mode."""
+    run = RunFolder.open(
+        run_dir,
+        archs=("gpt",),
+        refusal="{path}: a {arch} run; generation needs a gpt run (selfsup pretrain --arch gpt)",
+    )
+    return load_run(run, device)

@@ -8,43 +8,26 @@ from pathlib import Path
 import torch
 
 from selfsup.errors import UserError
+from selfsup.objectives.bert_pretraining import MaskedLM
+from selfsup.recipes import LoadedRun, load_run
+from selfsup.runs import RunFolder
+
+TEXT_ARCHS = ("bert", "gpt")
 
 
-@dataclass
-class PretrainedRun:
-    config: object  # PretrainConfig
-    tokenizer: object  # selfsup.data.tokenizer.Tokenizer
-    model: torch.nn.Module  # BertPretrainer or GPTPretrainer, in eval mode
-
-
-def load_pretrained(run_dir: str | Path, device: str = "cpu") -> PretrainedRun:
-    """Load config, tokenizer and the final weights (or the latest checkpoint's) of a run."""
-    from safetensors.torch import load_file
-
-    from selfsup.checkpoint import latest_checkpoint
-    from selfsup.data.tokenizer import Tokenizer
-    from selfsup.pretrain import build_model, load_pretrain_config, read_run_marker
-
-    run_dir = Path(run_dir)
-    marker = read_run_marker(run_dir)
-    kind, arch = marker.get("kind"), marker.get("arch")
-    if kind != "pretraining":
-        raise UserError(f"{run_dir}: a {kind} run; fill-mask needs a run from selfsup pretrain")
-    if arch in ("simclr", "byol"):
+def load_pretrained(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
+    """Config, tokenizer and the final weights (or the latest checkpoint's) of a text run."""
+    run = RunFolder.open(run_dir)
+    if run.kind != "pretraining":
         raise UserError(
-            f"{run_dir}: an image run ({arch}); this command needs a text run "
+            f"{run.path}: a {run.kind} run; fill-mask needs a run from selfsup pretrain"
+        )
+    if run.arch not in TEXT_ARCHS:
+        raise UserError(
+            f"{run.path}: an image run ({run.arch}); this command needs a text run "
             "(selfsup pretrain --arch bert|gpt); image runs are judged with selfsup probe"
         )
-    cfg = load_pretrain_config(run_dir / "config.json")
-    weights = run_dir / "model.safetensors"
-    if not weights.exists():
-        ckpt = latest_checkpoint(run_dir / "checkpoints")
-        if ckpt is None:
-            raise UserError(f"{run_dir}: no model.safetensors and no checkpoint yet")
-        weights = ckpt / "model.safetensors"
-    model = build_model(cfg)
-    model.load_state_dict(load_file(weights))
-    return PretrainedRun(cfg, Tokenizer.load(run_dir / "tokenizer"), model.to(device).eval())
+    return load_run(run, device)
 
 
 @dataclass
@@ -54,10 +37,8 @@ class MaskPrediction:
 
 
 @torch.no_grad()
-def fill_mask(run: PretrainedRun, text: str, top_k: int = 5) -> list[MaskPrediction]:
+def fill_mask(run: LoadedRun, text: str, top_k: int = 5) -> list[MaskPrediction]:
     """Top-k tokens with probabilities for every [MASK] in `text`."""
-    from selfsup.objectives.bert_pretraining import MaskedLM
-
     mlm = run.model.objectives["mlm"] if "mlm" in run.model.objectives else None
     if not isinstance(mlm, MaskedLM):
         raise UserError("this run was not pretrained with mlm: it has no head to fill [MASK] with")

@@ -1,29 +1,21 @@
-"""`selfsup pretrain --arch simclr|byol`: unlabelled images in, a pretrained backbone out, in a
-run folder like a text run's.
+"""Image pretraining recipes: unlabelled images in, a pretrained backbone out.
 
-Run folder layout:
-    run.json            marks the folder as a selfsup run (kind pretraining, arch simclr or byol)
-    config.json         the resolved config: `selfsup pretrain --config RUN/config.json` repeats it
-    checkpoints/        step-NNNNNNN/ folders and a `latest` pointer, for --resume (BYOL's EMA
-                        target is part of the model, so of every checkpoint)
-    metrics.jsonl       training loss (and SimCLR's contrastive accuracy), held-out loss and the
-                        k-NN accuracy of the backbone's features at each evaluation
-    loss_curve.png      the metrics drawn
-    model.safetensors   the final weights (backbone, heads, BYOL's target)
-    final_metrics.json  the last evaluation
+`simclr` (Chen et al. 2020) contrasts two random views of every image against all others of the
+step; `byol` (Grill et al. 2020) predicts an EMA target network's embedding of the other view,
+with no negatives. Both share `VisionPretrainConfig`, the presets below (scikit-learn's digits,
+MNIST 5k, CIFAR-10 on a CPU and the GPU recipe) and the held-out k-NN monitor. BYOL's EMA target
+is a submodule, so it is in every checkpoint.
 
-Batch size and micro-batches: `train.batch_size` images go through the network at once and
-`train.grad_accum` such micro-batches make one optimizer step, as for text. The data source yields
-the whole step's batch and the objective runs it in micro-batches under gradient caching
-(selfsup/objectives/chunked.py), so SimCLR's negatives span the whole batch; the trainer itself
-then runs one "micro-batch" per step.
+Batch size and micro-batches mean what they mean for text: `train.batch_size` images go through
+the network at once and `train.grad_accum` such micro-batches make one optimizer step. The data
+source yields the step's whole batch and the model (`whole_step = True`) runs the micro-batches
+under gradient caching (selfsup/objectives/chunked.py), so SimCLR's negatives span the whole step.
+The run folder is described in selfsup/runs.py; the lifecycle in selfsup/recipes/base.py.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import json
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,16 +24,35 @@ from typing import Literal
 import torch
 from torch import nn
 
-from selfsup.config import load_config, option, save_run_config
-from selfsup.data.images import ImageData, ImageDataConfig
-from selfsup.data.views import ViewConfig
+from selfsup.config import load_config, option
+from selfsup.data.images import ImageData, ImageDataConfig, load_images, stratified_subset
+from selfsup.data.views import ViewBatches, ViewConfig
 from selfsup.errors import UserError
+from selfsup.evaluation.probe import extract_features, knn_accuracy
 from selfsup.models.vision import VisionModelConfig
 from selfsup.objectives.byol import BYOL, BYOLConfig
 from selfsup.objectives.simclr import SimCLR, SimCLRConfig
-from selfsup.trainer import TrainConfig
+from selfsup.recipes.base import LoadedRun, Plan, Recipe
+from selfsup.runs import RunFolder
+from selfsup.trainer import TrainConfig, resolve_device
 
-VISION_ARCHS = ("simclr", "byol")
+EPILOG = """\
+examples:
+  selfsup pretrain --arch simclr --preset tiny --out runs/simclr-tiny       # seconds
+  selfsup pretrain --arch simclr --preset digits --out runs/simclr-digits   # ~1 min on 1 core
+  selfsup pretrain --arch byol --preset mnist --out runs/byol-mnist         # MNIST 5k, ~2.5 min
+  selfsup pretrain --arch simclr --dataset my_photos/ --data.image_size 64 --out runs/mine
+  selfsup pretrain --arch simclr --preset cifar --out runs/cifar train.batch_size=128 train.grad_accum=4
+  selfsup pretrain --out runs/simclr-digits --resume                        # after Ctrl-C / kill
+  selfsup probe runs/simclr-digits                      # linear probe and k-NN with few labels
+
+Data sets: digits (scikit-learn's 8x8 digits, built in), mnist-5k and cifar10 (under --data.root,
+default: ../shared/data beside the repository or $SELFSUP_DATA_DIR; the CIFAR-10 zip is read in
+place), or a folder of images: class subfolders give labels (needed by probe), loose images give
+none. train.batch_size images go through the
+network at once and train.grad_accum such micro-batches make one step; SimCLR's negatives span the
+whole step's batch (gradient caching), BYOL needs none.
+"""
 
 
 @dataclass
@@ -173,48 +184,17 @@ PRESETS = {
 
 
 # ---------------------------------------------------------------- model and run folder
-def build_model(cfg: VisionPretrainConfig) -> SimCLR | BYOL:
-    """The objective module, initialised from train.seed."""
-    torch.manual_seed(cfg.train.seed)
+def build_model(cfg: VisionPretrainConfig, state: dict | None = None) -> SimCLR | BYOL:
+    """The objective module (backbone and heads); the caller seeds it (recipes.base)."""
     if cfg.arch == "simclr":
         return SimCLR(cfg.model, cfg.simclr, cfg.train.batch_size)
     return BYOL(cfg.model, cfg.byol, cfg.train.batch_size, cfg.train.steps)
-
-
-def load_vision_run(run_dir: str | Path) -> tuple[VisionPretrainConfig, SimCLR | BYOL]:
-    """The config and the final model of a finished SimCLR/BYOL run."""
-    from safetensors.torch import load_file
-
-    from selfsup.pretrain import read_run_marker
-
-    run_dir = Path(run_dir)
-    info = read_run_marker(run_dir)
-    if info.get("arch") not in VISION_ARCHS:
-        raise UserError(f"{run_dir}: a {info.get('arch')} run; this needs a SimCLR or BYOL run")
-    cfg = load_config(VisionPretrainConfig, run_dir / "config.json")
-    if not (run_dir / "model.safetensors").exists():
-        raise UserError(f"{run_dir}: no model.safetensors yet (finish it with --resume)")
-    model = build_model(cfg)
-    model.load_state_dict(load_file(run_dir / "model.safetensors"))
-    return cfg, model.eval()
-
-
-def config_arch(path: Path) -> str | None:
-    """The arch a saved config.json names (None when unreadable): lets the CLI tell image runs
-    from text runs on --resume and --config."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("arch")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def _knn_monitor(
     data: ImageData, mean: torch.Tensor, std: torch.Tensor, n: int
 ) -> Callable[[nn.Module], dict[str, float]] | None:
     """k-NN accuracy (all labels of n training images) of the backbone's features, or None."""
-    from selfsup.data.images import stratified_subset
-    from selfsup.probe import extract_features, knn_accuracy
-
     if n <= 0 or not (data.train.labelled and data.test.labelled):
         return None
     train = data.train.subset(stratified_subset(data.train.labels.numpy(), n))
@@ -229,60 +209,71 @@ def _knn_monitor(
     return monitor
 
 
-def pretrain_vision(
-    cfg: VisionPretrainConfig, run_dir: str | Path, resume: bool = False
-) -> dict[str, float]:
-    """Build (or reopen) the run folder, train, and return the final held-out metrics."""
-    from selfsup.data.images import load_images
-    from selfsup.data.views import ViewBatches
-    from selfsup.io import atomic_write_json
-    from selfsup.plots import plot_loss_curve
-    from selfsup.pretrain import check_run_dir, write_run_marker
-    from selfsup.trainer import resolve_device, train
-
-    run_dir = check_run_dir(run_dir, resume)
-    cfg = copy.deepcopy(cfg)
+# ---------------------------------------------------------------- the recipes
+def setup(cfg: VisionPretrainConfig, run: RunFolder) -> dict:
+    """Check the config and read the images: their shape completes the model config."""
     cfg.validate()
     data = load_images(cfg.data)
     if len(data.train) < 2:
         raise UserError(f"{cfg.data.dataset}: {len(data.train)} training image(s); need 2 or more")
     cfg.model.in_channels, cfg.model.image_size, _ = data.shape
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_run_marker(run_dir, "pretraining", cfg.arch)
-    save_run_config(cfg, run_dir / "config.json", resume)
-    mean, std = data.channel_stats()
-    model = build_model(cfg)
-    heldout = data.test if len(data.test) > 1 else data.train
+    return {"images": data}
+
+
+def data(cfg: VisionPretrainConfig, run: RunFolder, state: dict) -> Plan:
+    """Two random views of every image, made on the training device, a step's batch at a time."""
+    images: ImageData = state["images"]
+    mean, std = images.channel_stats()
+    heldout = images.test if len(images.test) > 1 else images.train
     source = ViewBatches(
-        data.train.images,
-        data.train.labels,
+        images.train.images,
+        images.train.labels,
         (heldout.images, heldout.labels),
         mean,
         std,
         cfg.views,
-        cfg.train.batch_size * cfg.train.grad_accum,
+        cfg.train.batch_size * cfg.train.grad_accum,  # the step's batch: the model micro-batches
         cfg.train.seed,
-        model.term,
-        model.items_per_image,
         resolve_device(cfg.train.device),  # views made where the model trains
     )
-
-    def plot(_step: int) -> None:
-        plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png", cfg.arch)
-
-    metrics = train(
-        model,
+    return Plan(
         source,
-        dataclasses.replace(cfg.train, grad_accum=1),  # micro-batches: inside the objective
-        run_dir,
-        resume=resume,
+        cfg.arch,
+        eval_extra=_knn_monitor(images, mean, std, cfg.data.knn_monitor),
         after_step=(lambda m, step: m.update_target(step)) if cfg.arch == "byol" else None,
-        eval_extra=_knn_monitor(data, mean, std, cfg.data.knn_monitor),
-        on_checkpoint=plot,
     )
-    plot(cfg.train.steps)
-    atomic_write_json(run_dir / "final_metrics.json", metrics)
-    return metrics
+
+
+def load(run: RunFolder, device: str = "cpu") -> LoadedRun:
+    """The config and the final model of a finished SimCLR/BYOL run."""
+    cfg = run.config(VisionPretrainConfig)
+    weights = run.weights(missing="{path}: no model.safetensors yet (finish it with --resume)")
+    model = build_model(cfg)
+    model.load_state_dict(weights)
+    return LoadedRun(run, cfg, model.to(device).eval())
+
+
+def _vision_recipe(arch: str, summary: str) -> Recipe:
+    return Recipe(
+        name=arch,
+        kind="pretraining",
+        arch=arch,
+        summary=summary,
+        config_class=VisionPretrainConfig,
+        presets={name: functools.partial(make, arch) for name, make in PRESETS.items()},
+        setup=setup,
+        data=data,
+        build_model=build_model,
+        load=load,
+        shortcuts={"--dataset": ("data.dataset", "images to learn from")},
+        epilog=EPILOG,
+    )
+
+
+SIMCLR = _vision_recipe("simclr", "SimCLR on images: contrast two views of every image")
+BYOL_RECIPE = _vision_recipe(
+    "byol", "BYOL on images: predict an EMA target network's view, no negatives"
+)
 
 
 def load_vision_config(path: str | Path) -> VisionPretrainConfig:

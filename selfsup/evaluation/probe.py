@@ -18,7 +18,6 @@ Both are scored on the data set's fixed test split.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -156,64 +155,17 @@ def summarize(results: list[ProbeResult]) -> dict[tuple[str, str, str], tuple[fl
 
 
 def format_table(results: list[ProbeResult]) -> str:
-    """Markdown: a row per (method, evaluator), a column per labels-per-class, mean +- std."""
+    """Markdown: a row per (method, evaluator), a column per labels-per-class, mean +- std (the
+    mean alone where one seed was drawn)."""
+    from selfsup.reporting import markdown_table, mean_std
+
     summary = summarize(results)
     columns = list(dict.fromkeys(r.labels_per_class for r in results))
     rows = list(dict.fromkeys((r.method, r.evaluator) for r in results))
     rows.sort(key=lambda r: r[1] != "linear")  # linear probes first, then k-NN
-    lines = [
-        "| method | probe | " + " | ".join(f"{c} / class" for c in columns) + " |",
-        "|---|---|" + "---|" * len(columns),
-    ]
-    for method, evaluator in rows:
-        cells = []
-        for c in columns:
-            mean, std, n = summary[(method, evaluator, c)]
-            cells.append(f"{mean:.3f} +- {std:.3f}" if n > 1 else f"{mean:.3f}")
-        lines.append(f"| {method} | {evaluator} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
+    def cell(mean: float, std: float, n: int) -> str:
+        return mean_std(mean, std) if n > 1 else f"{mean:.3f}"
 
-def probe_run(
-    run_dir: str | Path,
-    dataset: str | None = None,
-    labels_per_class: list[int | None] | None = None,
-    seeds: list[int] | None = None,
-    baselines: bool = True,
-) -> list[ProbeResult]:
-    """Probe a SimCLR/BYOL run's backbone (and, with `baselines`, the same architecture at random
-    initialisation and raw pixels) on the run's data set or another one of the same shape."""
-    from selfsup.data.images import load_images
-    from selfsup.vision_pretrain import build_model, load_vision_run
-
-    cfg, model = load_vision_run(run_dir)
-    if dataset is not None:
-        cfg.data.dataset = dataset
-    data = load_images(cfg.data)
-    if not (data.train.labelled and data.test.labelled):
-        raise UserError(f"{cfg.data.dataset}: probing needs labels (images in class subfolders)")
-    if data.shape != (cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size):
-        raise UserError(
-            f"{cfg.data.dataset}: images are {data.shape} (C, H, W) but {run_dir} was trained on "
-            f"({cfg.model.in_channels}, {cfg.model.image_size}, {cfg.model.image_size})"
-        )
-    mean, std = data.channel_stats()
-    backbones = {cfg.arch: model.backbone}
-    if baselines:
-        backbones["random init"] = build_model(cfg).backbone  # seeded by train.seed
-    features = {
-        name: (
-            extract_features(b, data.train.images, mean, std),
-            extract_features(b, data.test.images, mean, std),
-        )
-        for name, b in backbones.items()
-    }
-    if baselines:
-        features["raw pixels"] = (raw_pixels(data.train.images), raw_pixels(data.test.images))
-    return probe_features(
-        features,
-        data.train.labels.numpy(),
-        data.test.labels.numpy(),
-        labels_per_class or [1, 5, 10, None],
-        seeds or [0, 1, 2],
-    )
+    table = [[m, e, *(cell(*summary[(m, e, c)]) for c in columns)] for m, e in rows]
+    return markdown_table(["method", "probe", *(f"{c} / class" for c in columns)], table)

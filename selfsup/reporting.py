@@ -1,6 +1,10 @@
-"""Plots people would rather look at than read: the loss curve of a run.
+"""What a run or an experiment shows people: markdown tables, mean +- std cells, figures, and the
+loss curve of a run.
 
-matplotlib is imported here, lazily, with the Agg backend (no screen needed).
+The run folders' loss curves, `selfsup probe`, `selfsup icl`, the demo and the experiments draw
+their tables and figures with these, so they look alike. matplotlib is imported lazily by
+`pyplot()`, with the Agg backend (no screen needed): it takes about a second to import, and
+commands that draw nothing (`selfsup --help`) should not pay for it.
 """
 
 from __future__ import annotations
@@ -8,9 +12,29 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 
-def _pyplot():
+# ---------------------------------------------------------------- tables
+def mean_std(mean: float, std: float) -> str:
+    """'0.850 +- 0.050': a score over seeds or draws, as every table writes it."""
+    return f"{mean:.3f} +- {std:.3f}"
+
+
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A GitHub table; floats with 3 decimals, anything else as str() writes it."""
+
+    def cell(value: Any) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- figures
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +60,7 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str =
     ]
     if not records:
         return
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     keys = sorted({k for r in records for k in r if k.endswith("_loss") or k.endswith("_accuracy")})
     for key in keys:

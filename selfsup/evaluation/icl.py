@@ -36,14 +36,15 @@ import numpy as np
 import torch
 
 from selfsup.config import option
-from selfsup.data.tasks import TextExample
+from selfsup.data.catalog import LabelledDataConfig, load_task_data
+from selfsup.data.labelled import TextExample
+from selfsup.data.splits import seeded_subset
 from selfsup.errors import UserError
-from selfsup.finetune import TaskConfig
 
 
 @dataclass
 class ICLConfig:
-    task: TaskConfig = option(TaskConfig(max_eval_examples=200), "")
+    task: LabelledDataConfig = option(LabelledDataConfig(max_eval_examples=200), "")
     shots: list[int] = option([0, 1, 2, 4, 8, 16], "numbers of demonstrations k")
     draws: int = option(5, "random draws of the demonstrations per k (k = 0 has one)")
     template: str = option(
@@ -294,7 +295,7 @@ class ICLReport:
         return out
 
     def table(self) -> str:
-        from selfsup.experiments.common import markdown_table
+        from selfsup.reporting import markdown_table, mean_std
 
         rows = self.rows()
         calibrated = all("calibrated_mean" in r for r in rows)
@@ -304,14 +305,14 @@ class ICLReport:
                 [
                     r["k"],
                     f"{r['demos_used']:.1f}",
-                    f"{r['accuracy_mean']:.3f} +- {r['accuracy_std']:.3f}",
+                    mean_std(r["accuracy_mean"], r["accuracy_std"]),
                     f"{r['accuracy_min']:.3f} .. {r['accuracy_max']:.3f}",
                     r["most_predicted_share"],
                 ]
             )
             if calibrated:
                 table[-1] += [
-                    f"{r['calibrated_mean']:.3f} +- {r['calibrated_std']:.3f}",
+                    mean_std(r["calibrated_mean"], r["calibrated_std"]),
                     r["calibrated_share"],
                 ]
         header = ["k", "demos used", "accuracy (mean +- std)", "min .. max", "top label share"]
@@ -325,9 +326,9 @@ class ICLReport:
 
 
 def plot_icl_curve(report: ICLReport, path: Path, title: str) -> None:
-    from selfsup.plots import _pyplot, save_figure
+    from selfsup.reporting import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     rows = report.rows()
     fig, ax = plt.subplots(figsize=(6, 3.8))
     ks = [r["k"] for r in rows]
@@ -360,8 +361,7 @@ def plot_icl_curve(report: ICLReport, path: Path, title: str) -> None:
 def run_icl(run_dir: str | Path, cfg: ICLConfig, out: Path | None = None, say=print) -> ICLReport:
     """Evaluate a GPT run in context for every k and draw; print and (with `out`) save the table,
     results.json and icl_curve.png."""
-    from selfsup.finetune import _limit, load_task_data
-    from selfsup.generate import load_gpt
+    from selfsup.inference.generate import load_gpt
     from selfsup.io import atomic_write_json
 
     cfg.validate()
@@ -377,7 +377,7 @@ def run_icl(run_dir: str | Path, cfg: ICLConfig, out: Path | None = None, say=pr
     split = data.eval_split if cfg.split == "test" else "dev"
     if split not in data.splits:
         raise UserError(f"split=dev: task {data.name!r} has no dev split (give --task.dev_file)")
-    tests = _limit(data.splits[split], cfg.task.max_eval_examples)
+    tests = seeded_subset(data.splits[split], cfg.task.max_eval_examples)
     labels = sorted({e.label for e in pool})
     words = parse_label_words(cfg.labels, labels)
     majority = collections.Counter(e.label for e in pool).most_common(1)[0][0]

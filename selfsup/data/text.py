@@ -1,0 +1,74 @@
+"""Text helpers every data reader shares: which characters are CJK, and UTF-8 files read line by
+line with one-line errors that name the file and the line.
+
+"CJK" means three different things to the code that asks, so `is_cjk` takes the blocks to test
+and each caller names the one it needs:
+
+- `CJK_TEXT` (the default): characters of text written without spaces between words (ideographs,
+  kana, CJK and full-width punctuation). Sentence splitting and joining word-level tokens ask this.
+- `BERT_CHINESE`: the blocks BERT's tokenizer surrounds with spaces (its `_is_chinese_char`), so
+  our tokenizers split and mask exactly as bert-base-chinese does.
+- `CJK_UNIFIED`: the main ideograph block alone, the common Chinese characters, for judging how
+  Chinese a text is (the QA metric's language, the fill-mask report's sentences).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from selfsup.errors import UserError
+
+CharBlocks = tuple[tuple[int, int], ...]  # inclusive (first, last) code point ranges
+
+CJK_TEXT: CharBlocks = (
+    (0x3000, 0x9FFF),  # CJK punctuation, kana, ideographs
+    (0xF900, 0xFAFF),  # compatibility ideographs
+    (0xFF00, 0xFFEF),  # full-width forms
+    (0x20000, 0x3FFFF),  # extension ideographs
+)
+# BERT's "Chinese character" blocks (CJK Unified Ideographs and extensions, compatibility
+# ideographs), the ones BertNormalizer surrounds with spaces.
+BERT_CHINESE: CharBlocks = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+)
+CJK_UNIFIED: CharBlocks = ((0x4E00, 0x9FFF),)
+
+
+def is_cjk(char: str, blocks: CharBlocks = CJK_TEXT) -> bool:
+    """Whether the character `char` falls in one of `blocks` (see the module docstring)."""
+    code = ord(char)
+    return any(first <= code <= last for first, last in blocks)
+
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number from 1, text without line ending) of a UTF-8 file, one line in memory.
+
+    A leading byte-order mark is dropped. Splitting bytes at b"\\n" is safe for UTF-8 (no
+    multi-byte sequence contains 0x0A), and it lets a decode error be reported at its absolute byte
+    offset.
+    """
+    byte_offset = 0
+    with open(path, "rb") as file:
+        for number, raw in enumerate(file, start=1):
+            content = raw[len(_UTF8_BOM) :] if number == 1 and raw.startswith(_UTF8_BOM) else raw
+            skipped = len(raw) - len(content)
+            try:
+                line = content.decode("utf-8")
+            except UnicodeDecodeError as error:
+                bad_byte = byte_offset + skipped + error.start
+                raise UserError(
+                    f"{path}: invalid UTF-8 at byte {bad_byte} (line {number}); expected UTF-8 text"
+                ) from None
+            byte_offset += len(raw)
+            yield number, line.rstrip("\r\n")

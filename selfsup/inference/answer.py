@@ -1,0 +1,73 @@
+"""Using a fine-tuned run: predictions on new examples, and answers to questions.
+
+`load_finetuned` opens a run of `selfsup finetune` (or a Hugging Face `BertForQuestionAnswering`
+folder, read with SQuAD's usual windows shrunk to the model); `predict_split` gives labels, tags
+or answer spans; `answer_questions` is the QA case that `selfsup ask` uses: passages of any
+length are cut into windows and the best span over all of them wins (tasks/qa_windows.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from selfsup.errors import UserError
+from selfsup.interop.huggingface import load_hf_bert
+from selfsup.recipes.base import LoadedRun
+from selfsup.recipes.finetune import FINETUNE, FinetuneConfig
+from selfsup.runs import RunFolder, is_hf_checkpoint
+from selfsup.tasks import build_task
+from selfsup.tasks.base import predict_logits
+from selfsup.tasks.qa_windows import SQUAD_WINDOWS
+
+
+def _load_hf_question_answering(directory: Path, device: str) -> LoadedRun:
+    """A Hugging Face BertForQuestionAnswering folder, ready for `answer_questions`."""
+    checkpoint = load_hf_bert(directory)
+    if "qa" not in checkpoint.head_states or checkpoint.tokenizer is None:
+        raise UserError(
+            f"{directory}: not a question-answering checkpoint with a tokenizer "
+            f"(architectures: {', '.join(checkpoint.architectures) or 'unknown'})"
+        )
+    cfg = FinetuneConfig(init=str(directory), model=checkpoint.config)
+    cfg.task.kind = "qa"
+    windows = SQUAD_WINDOWS.fit(checkpoint.config.max_position)
+    cfg.task.max_seq_len, cfg.task.max_question_len = windows.max_seq_len, windows.max_question_len
+    cfg.task.stride = windows.stride
+    task = build_task("qa", checkpoint.tokenizer, [], cfg.task, 0)
+    model = FINETUNE.build_model(cfg, {"task": task})
+    model.encoder.load_state_dict(checkpoint.encoder_state, strict=False)  # QA has no pooler
+    model.head.load_state_dict(checkpoint.head_states["qa"])
+    return LoadedRun(RunFolder(Path(directory)), cfg, model.to(device).eval(), task.tokenizer, task)
+
+
+def load_finetuned(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
+    """Config, task (tokenizer, labels, windows) and weights of a fine-tuned run."""
+    if is_hf_checkpoint(run_dir):
+        return _load_hf_question_answering(Path(run_dir), device)
+    folder = RunFolder.open(
+        run_dir,
+        kinds=("finetune",),
+        refusal="{path}: a {kind} run, not a fine-tuned one (selfsup finetune makes those)",
+    )
+    return FINETUNE.load(folder, device)
+
+
+def predict_split(run: LoadedRun, examples: list) -> list:
+    """Predictions of a fine-tuned run on examples: labels, per-unit tags, or answer spans."""
+    features = run.task.encode(examples, training=False)
+    device = next(run.model.parameters()).device
+    outputs = predict_logits(run.model, features, run.task.collate, device=device)
+    if run.config.task.kind == "qa":
+        return run.task.predict(examples, features, outputs)
+    if run.config.task.kind == "tagging":
+        return run.task.predict(features, outputs)
+    return run.task.predict(outputs)
+
+
+def answer_questions(run: LoadedRun, examples: list) -> list:
+    """SpanPrediction for every QAExample (passages of any length: windows, best span overall)."""
+    if run.config.task.kind != "qa":
+        raise UserError(
+            f"this run was fine-tuned for {run.config.task.kind}, not for question answering"
+        )
+    return predict_split(run, examples)

@@ -1,0 +1,126 @@
+"""What a recipe is, and the one lifecycle that runs any of them.
+
+A recipe is one run type: BERT or GPT pretraining on text, SimCLR or BYOL on images, fine-tuning
+an encoder on labels (and any added later). It names its config class and presets and supplies
+four functions; `run_recipe` does everything else, the same way for all of them (torchtitan's
+TrainSpec and solo-learn's method registry play this part in those projects):
+
+    run folder   create (or reopen with --resume): selfsup/runs.py
+    config       deep-copied, checked by recipe.setup, which also reads the run's inputs and
+                 completes the config from them (vocabulary size, image shape, task kind)
+    marker       run.json and config.json are written only once setup has succeeded, so a run
+                 that fails on its inputs leaves no half-made run behind; on --resume the saved
+                 config must match (selfsup.config.save_run_config)
+    data         recipe.data: the batch source, evaluation extras and hooks (a Plan)
+    model        torch.manual_seed(train.seed), then recipe.build_model: the same weights for
+                 the same seed, whatever ran before
+    training     selfsup.trainer.train: checkpoints, resume, metrics.jsonl
+    results      loss_curve.png, recipe.finish (perplexity, test predictions, ...),
+                 final_metrics.json
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from selfsup.config import save_run_config
+from selfsup.io import atomic_write_json
+from selfsup.reporting import plot_loss_curve
+from selfsup.runs import RunFolder
+from selfsup.trainer import BatchSource, train
+
+
+@dataclass
+class Plan:
+    """What recipe.data hands to the training loop, and what recipe.finish needs afterwards."""
+
+    data: BatchSource
+    title: str  # the loss curve's title
+    eval_extra: Callable[[nn.Module], dict[str, float]] | None = None  # metrics beside eval loss
+    after_step: Callable[[nn.Module, int], None] | None = None  # e.g. BYOL's EMA target update
+    state: dict[str, Any] = field(default_factory=dict)  # recipe-private, for build_model / finish
+
+
+@dataclass
+class LoadedRun:
+    """A finished (or checkpointed) run reopened for use: what `Recipe.load` returns."""
+
+    folder: RunFolder
+    config: Any
+    model: nn.Module  # in eval mode, on the device asked for
+    tokenizer: Any = None  # text runs
+    task: Any = None  # fine-tuned runs: the task (tokenizer, labels, QA windows)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One run type. `setup(cfg, run) -> state` checks the config, reads the inputs and completes
+    the config (nothing in the folder marks it a run yet); `data(cfg, run, state) -> Plan`;
+    `build_model(cfg, state) -> nn.Module` (called under the seed); `finish(cfg, run, model, plan,
+    metrics) -> metrics`; `load(run, device)` reopens a finished run for use."""
+
+    name: str  # the registry key: --arch of `selfsup pretrain`, or "finetune"
+    kind: str  # run.json's kind: "pretraining" or "finetune"
+    arch: str  # run.json's arch
+    summary: str  # one line for --help
+    config_class: type
+    presets: Mapping[str, Callable[[], Any]]  # the first is the default
+    setup: Callable[[Any, RunFolder], dict[str, Any]]
+    data: Callable[[Any, RunFolder, dict[str, Any]], Plan]
+    build_model: Callable[[Any, dict[str, Any]], nn.Module]
+    load: Callable[[RunFolder, str], LoadedRun]
+    finish: Callable[[Any, RunFolder, nn.Module, Plan, dict[str, float]], dict[str, float]] = (
+        lambda cfg, run, model, plan, metrics: metrics
+    )
+    # CLI shortcuts: flag -> config key (e.g. --corpus -> data.corpus), and the --help epilog
+    shortcuts: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    epilog: str = ""
+
+    @property
+    def default_preset(self) -> str:
+        return next(iter(self.presets))
+
+
+def initialised_model(recipe: Recipe, cfg: Any, state: dict[str, Any] | None = None) -> nn.Module:
+    """The recipe's model as training starts it: seeded from train.seed, so the same config gives
+    the same initial weights (also the "random init" arm of a comparison)."""
+    torch.manual_seed(cfg.train.seed)
+    return recipe.build_model(cfg, state or {})
+
+
+def run_recipe(
+    recipe: Recipe, cfg: Any, run_dir: str | Path, resume: bool = False
+) -> dict[str, float]:
+    """Create (or reopen) the run folder, train, and return the final metrics."""
+    run = RunFolder.create(run_dir, resume)
+    cfg = copy.deepcopy(cfg)
+    state = recipe.setup(cfg, run)
+    run.write_marker(recipe.kind, recipe.arch)
+    save_run_config(cfg, run.path / "config.json", resume)
+    plan = recipe.data(cfg, run, state)
+    model = initialised_model(recipe, cfg, plan.state)
+
+    def plot(_step: int) -> None:
+        plot_loss_curve(run.path / "metrics.jsonl", run.path / "loss_curve.png", plan.title)
+
+    metrics = train(
+        model,
+        plan.data,
+        cfg.train,
+        run.path,
+        resume=resume,
+        after_step=plan.after_step,
+        eval_extra=plan.eval_extra,
+        on_checkpoint=plot,
+    )
+    plot(cfg.train.steps)
+    metrics = recipe.finish(cfg, run, model, plan, metrics)
+    atomic_write_json(run.path / "final_metrics.json", metrics)
+    return metrics
