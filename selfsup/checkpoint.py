@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 from selfsup.errors import UserError
 from selfsup.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
@@ -119,8 +120,6 @@ def load_checkpoint(
     path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any]:
     """Restore model and optimizer in place; return the trainer state (step, RNG, metrics...)."""
-    from safetensors.torch import load_file
-
     meta = json.loads((path / "state.json").read_text())
     model.load_state_dict(load_file(path / "model.safetensors"))
     load_optimizer_state(optimizer, load_file(path / "optimizer.safetensors"), meta["optimizer"])

@@ -1,6 +1,8 @@
 """The `selfsup` command: parse, build a config, call a library function, return an exit code.
 
 User mistakes (selfsup.errors.UserError) print one line and exit 2, with no traceback.
+Imports are inside functions on purpose, so that `selfsup --help` and each command's parser
+load only what building the parser needs.
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ def atomic_save_safetensors(
     path: str | Path, tensors: dict, metadata: dict[str, str] | None = None
 ) -> None:
     """Write a safetensors file atomically (tensors are made contiguous and detached first)."""
+    # safetensors.torch imports torch: the JSON and text writers above must stay light, since
+    # config.py and the CLI's parser use them before any tensor exists
     from safetensors.torch import save
 
     clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}

@@ -35,10 +35,10 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
 # ---------------------------------------------------------------- figures
 def pyplot():
     """matplotlib.pyplot on the Agg backend, imported on first use."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib loads slowly; only plots need it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"), so no screen is needed
 
     return plt
 

@@ -45,8 +45,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
+from selfsup.checkpoint import latest_checkpoint as newest_checkpoint
 from selfsup.config import load_config
+from selfsup.data.tokenizer import Tokenizer
 from selfsup.errors import UserError
 from selfsup.io import atomic_write_json
 
@@ -135,8 +138,6 @@ class RunFolder:
         return load_config(config_class, self.path / CONFIG)
 
     def tokenizer(self):
-        from selfsup.data.tokenizer import Tokenizer  # `tokenizers` loads slowly: keeps --help fast
-
         return Tokenizer.load(self.path / "tokenizer")
 
     def labels(self) -> dict[str, Any]:
@@ -152,13 +153,11 @@ class RunFolder:
     def weights_file(self, latest_checkpoint: bool = False, missing: str | None = None) -> Path:
         """model.safetensors, or (with `latest_checkpoint`) the newest checkpoint's weights while
         the run is unfinished; a UserError (`missing`, formatted with {path}) when there are none."""
-        from selfsup.checkpoint import latest_checkpoint as newest
-
         path = self.path / WEIGHTS
         if path.exists():
             return path
         if latest_checkpoint:
-            ckpt = newest(self.path / "checkpoints")
+            ckpt = newest_checkpoint(self.path / "checkpoints")
             if ckpt is not None:
                 return ckpt / WEIGHTS
             missing = missing or "{path}: no model.safetensors and no checkpoint yet"
@@ -172,8 +171,6 @@ class RunFolder:
         self, prefix: str | None = None, latest_checkpoint: bool = False, missing: str | None = None
     ) -> dict[str, torch.Tensor]:
         """The final weights; with `prefix` only the keys under it, prefix removed."""
-        from safetensors.torch import load_file
-
         path = self.weights_file(latest_checkpoint, missing)
         state = load_file(path)
         if prefix is None:

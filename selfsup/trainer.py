@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from selfsup.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from selfsup.config import option
@@ -214,8 +215,6 @@ def train(
     on_checkpoint: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
     """Train `model` for cfg.steps optimizer steps, writing to run_dir; return the last eval metrics."""
-    from tqdm.auto import tqdm
-
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)

@@ -177,7 +177,9 @@ def test_stream_layout_and_heldout_tiling(tmp_path, char_tokenizer):
     assert stream[0] == tok.cls_id and stream[-1] == tok.sep_id
     data = CausalLMBatches(stream, seq_len=4, batch_size=2, seed=0, pad_id=tok.pad_id)
     held = data.eval_batches(10)
-    assert sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in held) == len(stream) - 1  # each token predicted once
+    assert (
+        sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in held) == len(stream) - 1
+    )  # each token predicted once
     torch.testing.assert_close(data.batch(3)["input_ids"], data.batch(3)["input_ids"])
     b = data.batch(0)
     assert torch.equal(b["input_ids"][:, 1:], b["labels"][:, :-1])

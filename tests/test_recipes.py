@@ -1,16 +1,24 @@
-"""The recipe registry, shown by a worked example: a new architecture is one module that builds a
+"""The registries, shown by worked examples: a new architecture is one module that builds a
 `Recipe` and one registry line, and then `selfsup pretrain --arch NAME` trains it with the same
-run folder, checkpoints, resume and loading as every other."""
+run folder, checkpoints, resume and loading as every other; a new pretraining objective and a new
+built-in data set are likewise one definition and one line."""
 
+import json
+import random
 from dataclasses import dataclass
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from selfsup.batch import IGNORE_INDEX
 from selfsup.cli import main
 from selfsup.config import option
+from selfsup.data.catalog import BUILTIN_TASKS
+from selfsup.data.labelled import TaskData, TextExample
 from selfsup.objectives.base import LossTerm, StepOutput
+from selfsup.objectives.bert_pretraining import OBJECTIVES
 from selfsup.recipes import (
     RECIPES,
     LoadedRun,
@@ -141,3 +149,58 @@ def test_a_run_that_fails_in_setup_leaves_no_marker(tmp_path, toy_registered):
     with pytest.raises(FileNotFoundError):
         main(["pretrain", "--arch", "toy", "--out", str(tmp_path / "r")])
     assert not (tmp_path / "r" / "run.json").exists()
+
+
+# ---------------------------------------------------------------- a new objective: one class + one line
+class MaskedPositionDetection(nn.Module):
+    """Which input tokens were hidden? ELECTRA's replaced-token detection, simplified: the
+    corruption is MLM's own masking, so the batch builder needs no change."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        self.head = nn.Linear(cfg.hidden_size, 2)
+
+    def item_count(self, batch: dict) -> int:
+        return int(batch["attention_mask"].sum())
+
+    def forward(self, encoder, hidden: torch.Tensor, batch: dict) -> LossTerm:
+        real = batch["attention_mask"].bool()
+        labels = (batch["mlm_labels"] != IGNORE_INDEX).long()[real]
+        logits = self.head(hidden)[real]
+        loss = F.cross_entropy(logits.float(), labels, reduction="sum")
+        return LossTerm(loss, int(real.sum()), (logits.argmax(-1) == labels).sum())
+
+
+def test_a_new_objective_is_one_registry_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(OBJECTIVES, "detect", MaskedPositionDetection)
+    out = tmp_path / "run"
+    argv = ["pretrain", "--preset", "tiny", "--objectives", "mlm,detect", "--out", str(out)]
+    assert main([*argv, "train.steps=80", "train.lr=5e-3", "train.progress=false"]) == 0
+    final = json.loads((out / "final_metrics.json").read_text())
+    # held-out masks hide 15% of the tokens, 80% of those behind [MASK]: spotting [MASK] alone
+    # beats the 0.85 "nothing was hidden" guess
+    assert final["eval_detect_accuracy"] > 0.9
+    assert load_run(out).model.objectives["detect"].head.weight.shape == (2, 32)
+
+
+# ---------------------------------------------------------------- a new data set: one function + one line
+def toy_reviews() -> TaskData:
+    """Reviews whose label is the character they end with: learnable from one token."""
+    rng = random.Random(0)
+    texts = ["".join(rng.choice("天地人你我他山水") for _ in range(6)) for _ in range(300)]
+    examples = [
+        TextExample(t + mark, label)
+        for t, (mark, label) in zip(texts, rng.choices([("好", "pos"), ("差", "neg")], k=300))
+    ]
+    splits = {"train": examples[:200], "dev": examples[200:250], "test": examples[250:]}
+    return TaskData("toy-reviews", "classification", splits, "test", {}, "generated in the test")
+
+
+def test_a_new_builtin_data_set_is_one_registry_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(BUILTIN_TASKS, "toy-reviews", toy_reviews)
+    out = tmp_path / "ft"
+    argv = ["finetune", "--task", "toy-reviews", "--preset", "tiny", "--out", str(out)]
+    assert main([*argv, "train.steps=60", "train.lr=3e-3", "train.progress=false"]) == 0
+    final = json.loads((out / "final_metrics.json").read_text())
+    assert final["test_accuracy"] > 0.9  # the last character decides the label
+    assert RunFolder.open(out).labels()["source"] == "generated in the test"

@@ -486,3 +486,12 @@ def test_item_counts_are_the_loss_terms_counts(arch):
     out = model({"views": views})
     counts = model.item_counts({"views": views})
     assert counts == {arch: out.terms[arch].count} == {arch: 12 if arch == "simclr" else 6}
+
+
+@pytest.mark.parametrize("arch", ["simclr", "byol"])
+def test_step_time_estimate_runs_a_real_step(arch):
+    from selfsup.experiments.ssl_step_time import time_steps
+
+    out = time_steps("tiny", arch, 1, ["train.batch_size=8", "train.grad_accum=2"])
+    assert out["images_per_step"] == 16 and out["step_s"] > 0
+    assert out["run_epochs"] == pytest.approx(20 * 16 / 1347)  # tiny: 20 steps over 1,347 digits

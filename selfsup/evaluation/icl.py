@@ -37,9 +37,15 @@ import torch
 
 from selfsup.config import option
 from selfsup.data.catalog import LabelledDataConfig, load_task_data
+from selfsup.data.clm import encode_text
 from selfsup.data.labelled import TextExample
 from selfsup.data.splits import seeded_subset
 from selfsup.errors import UserError
+from selfsup.inference.generate import load_gpt
+from selfsup.io import atomic_write_json
+from selfsup.models.gpt import new_caches
+from selfsup.models.transformer import KVCache
+from selfsup.reporting import markdown_table, mean_std, pyplot, save_figure
 
 
 @dataclass
@@ -128,8 +134,6 @@ def demonstration(template: str, example, word: str, max_chars: int) -> str:
 # ---------------------------------------------------------------- scoring
 def _expanded(caches, batch: int):
     """Fresh caches holding the prefix's keys and values for every row of a batch."""
-    from selfsup.models.transformer import KVCache
-
     out = []
     for cache in caches:
         fresh = KVCache()
@@ -152,8 +156,6 @@ def continuation_logprobs(
     The prefix is read once into a key-value cache that every query continues; queries must be
     non-empty (the candidate's first token is then predicted from the query's last position).
     """
-    from selfsup.models.gpt import new_caches
-
     device = next(model.parameters()).device
     caches = new_caches(model.decoder.config)
     model.logits(torch.tensor([prefix_ids], device=device), caches)
@@ -209,8 +211,6 @@ def evaluate_draw(
     run, cfg: ICLConfig, demos: list, tests: list, words: dict[str, str], shots: int, draw: int
 ) -> DrawResult:
     """Accuracy of one k-shot prompt (one draw of demonstrations) on the test examples."""
-    from selfsup.data.clm import encode_text
-
     tok = run.tokenizer
     labels = list(words)
     rendered = [render(cfg.template, e, cfg.max_text_chars) for e in tests]
@@ -295,8 +295,6 @@ class ICLReport:
         return out
 
     def table(self) -> str:
-        from selfsup.reporting import markdown_table, mean_std
-
         rows = self.rows()
         calibrated = all("calibrated_mean" in r for r in rows)
         table = []
@@ -326,8 +324,6 @@ class ICLReport:
 
 
 def plot_icl_curve(report: ICLReport, path: Path, title: str) -> None:
-    from selfsup.reporting import pyplot, save_figure
-
     plt = pyplot()
     rows = report.rows()
     fig, ax = plt.subplots(figsize=(6, 3.8))
@@ -361,9 +357,6 @@ def plot_icl_curve(report: ICLReport, path: Path, title: str) -> None:
 def run_icl(run_dir: str | Path, cfg: ICLConfig, out: Path | None = None, say=print) -> ICLReport:
     """Evaluate a GPT run in context for every k and draw; print and (with `out`) save the table,
     results.json and icl_curve.png."""
-    from selfsup.inference.generate import load_gpt
-    from selfsup.io import atomic_write_json
-
     cfg.validate()
     run = load_gpt(str(run_dir))
     if cfg.task.kind not in ("auto", "classification", "pair"):

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from selfsup.errors import UserError
+from selfsup.reporting import markdown_table, mean_std
 
 KNN_K = 20
 KNN_TEMPERATURE = 0.07
@@ -69,7 +70,7 @@ def linear_probe_accuracy(
     test_y: np.ndarray,
     pool_x: np.ndarray,
 ) -> float:
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # lazy: scikit-learn imports slowly
 
     mean, std = pool_x.mean(axis=0), pool_x.std(axis=0)
     std[std < 1e-6] = 1.0  # constant features (blank pixels) stay at zero
@@ -157,8 +158,6 @@ def summarize(results: list[ProbeResult]) -> dict[tuple[str, str, str], tuple[fl
 def format_table(results: list[ProbeResult]) -> str:
     """Markdown: a row per (method, evaluator), a column per labels-per-class, mean +- std (the
     mean alone where one seed was drawn)."""
-    from selfsup.reporting import markdown_table, mean_std
-
     summary = summarize(results)
     columns = list(dict.fromkeys(r.labels_per_class for r in results))
     rows = list(dict.fromkeys((r.method, r.evaluator) for r in results))

@@ -9,7 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from selfsup.config import apply_overrides, field_help, iter_fields
 from selfsup.errors import UserError
+from selfsup.models.transformer import TransformerConfig
+from selfsup.trainer import TrainConfig, train
 
 
 def synthetic_model(
@@ -17,8 +20,6 @@ def synthetic_model(
 ):
     """A pre-LN GPT stack without dropout: synthetic tasks draw fresh data every step, so there
     is nothing to overfit, and pre-LN tolerates lr 1e-3 from the start."""
-    from selfsup.models.transformer import TransformerConfig
-
     return TransformerConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -42,8 +43,6 @@ def synthetic_training(
 ):
     """Cosine schedule, no weight decay, one thread, no progress bar; `rest` sets eval_every,
     eval_batches, checkpoint_every, log_every (or anything else of TrainConfig)."""
-    from selfsup.trainer import TrainConfig
-
     return TrainConfig(
         steps=steps,
         batch_size=batch_size,
@@ -61,8 +60,6 @@ def synthetic_training(
 def train_in_folder(model, data, train_cfg, run_dir: Path, eval_extra=None) -> dict[str, float]:
     """Train with the shared loop, continuing from the folder's last checkpoint if it has one
     (an interrupted experiment is resumed by running the same command again)."""
-    from selfsup.trainer import train
-
     return train(model, data, train_cfg, run_dir, resume=True, eval_extra=eval_extra)
 
 
@@ -74,8 +71,6 @@ def experiment_main(
     argv: list[str] | None = None,
 ) -> int:
     """`python -m selfsup.experiments.X [--out DIR] [key=value ...]`: exit 2 on a user error."""
-    from selfsup.config import apply_overrides, field_help, iter_fields
-
     cfg = make_config()
     keys = "\n".join(
         f"  {key}: {field_help(f, tp)}" for key, tp, f in iter_fields(type(cfg))

@@ -20,9 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from selfsup.config import option
+from selfsup.inference.fill_mask import fill_mask, load_pretrained
 from selfsup.io import atomic_write_json
+from selfsup.models.transformer import init_weights
+from selfsup.recipes import pretrain
+from selfsup.recipes.finetune import finetune
+from selfsup.recipes.finetune import preset_small as finetune_preset
+from selfsup.recipes.text import preset_small as pretrain_preset
+from selfsup.reporting import mean_std, pyplot, save_figure
 
 FILL_MASK_SENTENCES = [  # held-out-style sentences with a masked character
     "中华人民共[MASK]国",
@@ -51,8 +59,6 @@ class DemoConfig:
 
 
 def _fill_mask_lines(run, title: str) -> list[str]:
-    from selfsup.inference.fill_mask import fill_mask
-
     lines = [title]
     for sentence in FILL_MASK_SENTENCES:
         preds = fill_mask(run, sentence, top_k=3)
@@ -62,10 +68,7 @@ def _fill_mask_lines(run, title: str) -> list[str]:
 
 
 def _pretrain(cfg: DemoConfig, out: Path, progress: bool) -> Path:
-    from selfsup.recipes import pretrain
-    from selfsup.recipes.text import preset_small
-
-    pcfg = preset_small()
+    pcfg = pretrain_preset()
     pcfg.train.steps = cfg.pretrain_steps
     pcfg.train.warmup_steps = max(1, cfg.pretrain_steps // 10)
     pcfg.train.eval_every = 0
@@ -93,11 +96,9 @@ def _finetune_arm(
     cfg: DemoConfig, pretrained: Path, out: Path, task: str, arm: str, seed: int, progress: bool
 ) -> ArmResult:
     """Fine-tune one arm over the learning-rate grid; keep the best on dev."""
-    from selfsup.recipes.finetune import finetune, preset_small
-
     best: ArmResult | None = None
     for lr in cfg.learning_rates:
-        fcfg = preset_small()
+        fcfg = finetune_preset()
         fcfg.init, fcfg.random_init = str(pretrained), arm == "scratch"
         fcfg.task.name = task
         fcfg.task.max_seq_len = cfg.max_seq_len
@@ -139,8 +140,6 @@ def summarise(results: list[ArmResult]) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
-    from selfsup.reporting import mean_std
-
     lines = [f"{'task':10s} {'metric':10s} {'pretrained':>18s} {'random init':>18s}"]
     for row in rows:
         cells = [f"{mean_std(m, s)} (n={n})" for m, s, n in (row["pretrained"], row["scratch"])]
@@ -149,8 +148,6 @@ def format_table(rows: list[dict]) -> str:
 
 
 def plot_bars(rows: list[dict], path: Path) -> None:
-    from selfsup.reporting import pyplot, save_figure
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     x = np.arange(len(rows))
@@ -168,11 +165,6 @@ def plot_bars(rows: list[dict], path: Path) -> None:
 
 def run_demo(cfg: DemoConfig, out: str | Path, progress: bool = True, say=print) -> list[dict]:
     """The whole demo; reruns reuse what an interrupted run finished. Returns the table rows."""
-    import torch
-
-    from selfsup.inference.fill_mask import load_pretrained
-    from selfsup.models.transformer import init_weights
-
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     out = Path(out)

@@ -29,10 +29,17 @@ import torch
 
 from selfsup.config import option, save_run_config
 from selfsup.errors import UserError
-from selfsup.experiments.common import synthetic_model, synthetic_training
+from selfsup.experiments.common import (
+    experiment_main,
+    synthetic_model,
+    synthetic_training,
+    train_in_folder,
+)
+from selfsup.inference.generate import load_gpt
 from selfsup.io import atomic_write_json
 from selfsup.models.transformer import TransformerConfig
 from selfsup.objectives.clm import GPTPretrainer
+from selfsup.reporting import markdown_table, pyplot, save_figure
 from selfsup.trainer import TrainConfig
 
 
@@ -139,8 +146,6 @@ def copying_in_a_trained_run(
     of its vocabulary (special tokens excluded), then the same string again. Next-token accuracy
     and loss on the first copy (nothing to go on) and on the second (copyable, from its second
     token on): a model with induction heads does much better on the second."""
-    from selfsup.inference.generate import load_gpt
-
     run = load_gpt(run_dir)
     tok = run.tokenizer
     length = min(length, (run.model.decoder.config.max_position - 1) // 2)
@@ -165,9 +170,6 @@ def copying_in_a_trained_run(
 
 def run_induction(cfg: InductionConfig, out: Path, say=print) -> dict[int, dict[str, float]]:
     """Train one model per depth (or resume), then print and save the accuracy table and plot."""
-    from selfsup.experiments.common import train_in_folder
-    from selfsup.reporting import markdown_table
-
     cfg.validate()
     out.mkdir(parents=True, exist_ok=True)
     save_run_config(cfg, out / "config.json", resume=True)  # always resumes
@@ -198,8 +200,6 @@ def run_induction(cfg: InductionConfig, out: Path, say=print) -> dict[int, dict[
 
 
 def _plot(results: dict, names: list[str], chance: float, path: Path) -> None:
-    from selfsup.reporting import pyplot, save_figure
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     width = 0.8 / len(results)
@@ -215,8 +215,6 @@ def _plot(results: dict, names: list[str], chance: float, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from selfsup.experiments.common import experiment_main
-
     return experiment_main(
         "Train 1- and 2-layer GPTs on random tokens with a repeated segment and measure how well "
         "each continues the repeat in context (induction heads, Olsson et al. 2022).",

@@ -39,11 +39,17 @@ from torch import nn
 
 from selfsup.config import option, save_run_config
 from selfsup.errors import UserError
-from selfsup.experiments.common import synthetic_model, synthetic_training
+from selfsup.experiments.common import (
+    experiment_main,
+    synthetic_model,
+    synthetic_training,
+    train_in_folder,
+)
 from selfsup.io import atomic_write_json
 from selfsup.models.gpt import CausalDecoder, scale_residual_init
 from selfsup.models.transformer import TransformerConfig, init_weights
 from selfsup.objectives.base import LossTerm, StepOutput
+from selfsup.reporting import markdown_table, pyplot, save_figure
 from selfsup.trainer import TrainConfig
 
 
@@ -215,8 +221,6 @@ def error_curves(
 
 
 def plot_curves(curves: dict, dim: int, path: Path) -> None:
-    from selfsup.reporting import pyplot, save_figure
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, (mean, se) in curves.items():
@@ -251,9 +255,6 @@ def run_linear_icl(cfg: LinearICLConfig, out: Path, say=print) -> dict:
         m.train()
         return {f"eval_error_at_k{cfg.dim}": float(curve[min(cfg.dim, cfg.points - 1)])}
 
-    from selfsup.experiments.common import train_in_folder
-    from selfsup.reporting import markdown_table
-
     train_in_folder(model, LinearPrompts(cfg), cfg.train, out, eval_extra=probe)
     curves = error_curves(model, xs, ys)
     names = list(curves)
@@ -271,8 +272,6 @@ def run_linear_icl(cfg: LinearICLConfig, out: Path, say=print) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from selfsup.experiments.common import experiment_main
-
     return experiment_main(
         "Train a small GPT to learn linear functions in context (Garg et al. 2022) and compare "
         "its error with least squares, 3-NN and averaging as the number of examples grows.",

@@ -16,16 +16,21 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from selfsup.batch import IGNORE_INDEX
+from selfsup.data.masking import MaskingConfig
+from selfsup.data.pretraining import BertPretrainingBatches
 from selfsup.data.text import CJK_UNIFIED, is_cjk
+from selfsup.data.token_store import TokenStore
+from selfsup.data.tokenizer import Tokenizer
 from selfsup.errors import UserError
+from selfsup.inference.fill_mask import fill_mask, load_pretrained
+from selfsup.recipes.text import special_ids
 
 
 def heldout_sentences(run_dir: Path, count: int, seed: int) -> list[str]:
     """Sentences of the held-out split, decoded, of 8 to 40 characters."""
-    from selfsup.data.token_store import TokenStore
-    from selfsup.data.tokenizer import Tokenizer
-
     store = TokenStore.open(run_dir / "data" / "valid")
     tok = Tokenizer.load(run_dir / "tokenizer")
     rng = np.random.default_rng(seed)
@@ -48,8 +53,6 @@ def fill_mask_table(
     run_dir: Path, count: int = 12, seed: int = 0
 ) -> tuple[list[str], float, float]:
     """Lines of the fill-mask table, top-1 and top-5 hit rates on the masked characters."""
-    from selfsup.inference.fill_mask import fill_mask, load_pretrained
-
     run = load_pretrained(run_dir)
     rng = np.random.default_rng(seed + 1)
     lines, top1, top5 = [], 0, 0
@@ -72,15 +75,6 @@ def pair_scores(run_dir: Path) -> dict[str, tuple[float, float, float]]:
     """NSP/SOP on the held-out batches the run evaluated on: (accuracy, majority-label share,
     balanced accuracy). Balanced accuracy (mean recall of the two labels) has chance 0.5 whatever
     the label mix: with NSP and SOP both on, three quarters of pairs are "not next"."""
-    import torch
-
-    from selfsup.batch import IGNORE_INDEX
-    from selfsup.data.masking import MaskingConfig
-    from selfsup.data.pretraining import BertPretrainingBatches
-    from selfsup.data.token_store import TokenStore
-    from selfsup.inference.fill_mask import load_pretrained
-    from selfsup.recipes.text import special_ids
-
     run = load_pretrained(run_dir)
     cfg = run.config
     names = [n for n in ("nsp", "sop") if n in cfg.objectives]

@@ -19,16 +19,25 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from selfsup.evaluation.probe import ProbeResult
+from selfsup.config import apply_overrides
+from selfsup.data.images import load_images
+from selfsup.evaluation.probe import (
+    ProbeResult,
+    extract_features,
+    format_table,
+    probe_features,
+    raw_pixels,
+    summarize,
+)
+from selfsup.evaluation.probe_run import load_vision_run
+from selfsup.recipes import RECIPES, initialised_model, pretrain
+from selfsup.recipes.vision import PRESETS
+from selfsup.reporting import pyplot, save_figure
 
 LABELS_PER_CLASS: list[int | None] = [1, 5, 10, None]
 
 
 def _pretrain_all(preset: str, out: Path, seeds: list[int], archs: list[str], overrides: list[str]):
-    from selfsup.config import apply_overrides
-    from selfsup.recipes import pretrain
-    from selfsup.recipes.vision import PRESETS
-
     timings_path = out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     runs = {}
@@ -48,11 +57,6 @@ def _pretrain_all(preset: str, out: Path, seeds: list[int], archs: list[str], ov
 
 
 def _probe_seed(runs: dict, seed: int, archs: list[str]) -> list[ProbeResult]:
-    from selfsup.data.images import load_images
-    from selfsup.evaluation.probe import extract_features, probe_features, raw_pixels
-    from selfsup.evaluation.probe_run import load_vision_run
-    from selfsup.recipes import RECIPES, initialised_model
-
     loaded = {arch: load_vision_run(runs[(arch, seed)]) for arch in archs}
     cfg = loaded[archs[0]].config
     data = load_images(cfg.data)
@@ -74,9 +78,6 @@ def _probe_seed(runs: dict, seed: int, archs: list[str]) -> list[ProbeResult]:
 
 def plot_results(results: list[ProbeResult], path: Path, title: str) -> None:
     """Accuracy against labels per class, a panel per probe, a line per method (mean +- std)."""
-    from selfsup.evaluation.probe import summarize
-    from selfsup.reporting import pyplot, save_figure
-
     plt = pyplot()
     summary = summarize(results)
     columns = list(dict.fromkeys(r.labels_per_class for r in results))
@@ -109,8 +110,6 @@ def plot_results(results: list[ProbeResult], path: Path, title: str) -> None:
 def run_experiment(
     preset: str, out: str | Path, seeds: int, archs: list[str], overrides: list[str]
 ) -> str:
-    from selfsup.evaluation.probe import format_table
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = _pretrain_all(preset, out, list(range(seeds)), archs, overrides)

@@ -18,16 +18,16 @@ import time
 
 import torch
 
+from selfsup.config import apply_overrides
+from selfsup.data.views import two_views
+from selfsup.recipes import RECIPES, initialised_model
+from selfsup.recipes.vision import PRESETS
+from selfsup.trainer import autocast, build_optimizer, resolve_device
+
 EPOCH_IMAGES = {"cifar10": 50_000, "mnist-5k": 4_000, "digits": 1_347}
 
 
 def time_steps(preset: str, arch: str, steps: int, overrides: list[str]) -> dict[str, float]:
-    from selfsup.config import apply_overrides
-    from selfsup.data.views import two_views
-    from selfsup.recipes import RECIPES, initialised_model
-    from selfsup.recipes.vision import PRESETS
-    from selfsup.trainer import autocast, build_optimizer, resolve_device
-
     cfg = apply_overrides(PRESETS[preset](arch), overrides)
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
@@ -59,7 +59,7 @@ def time_steps(preset: str, arch: str, steps: int, overrides: list[str]) -> dict
         start = time.perf_counter()
         with autocast(device, cfg.train.precision):
             out = model(batch)
-        out.total_loss({model.term: model.items_per_image * n}).backward()
+        out.total_loss(model.item_counts(batch)).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if arch == "byol":

@@ -26,7 +26,9 @@ from pathlib import Path
 import torch
 
 from selfsup.config import option
+from selfsup.data.clm import decode_ids, encode_text
 from selfsup.errors import UserError
+from selfsup.models.gpt import new_caches
 from selfsup.recipes import LoadedRun, load_run
 from selfsup.runs import RunFolder
 
@@ -90,8 +92,6 @@ def generate_ids(
 ) -> Iterator[int]:
     """Yield new token ids one by one. `model.logits(ids (1, T), kv_caches) -> (1, T, V)` is
     GPTPretrainer's; the model should be in eval mode."""
-    from selfsup.models.gpt import new_caches
-
     if not prompt_ids:
         raise UserError("the prompt is empty; generation needs at least one token to start from")
     model_cfg = model.decoder.config
@@ -134,8 +134,6 @@ def _held_back(text: str, stops: list[str]) -> int:
 
 def stream_text(run, prompt: str, cfg: GenerationConfig) -> Iterator[str]:
     """Pieces of the generated continuation of `prompt`, ready to print as they come."""
-    from selfsup.data.clm import decode_ids, encode_text
-
     cfg.validate()
     tokenizer = run.tokenizer
     prompt_ids = encode_text(tokenizer, prompt)

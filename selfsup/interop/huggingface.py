@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from selfsup.data.tokenizer import Tokenizer
@@ -341,9 +343,6 @@ def read_hf_weights(directory: Path) -> tuple[Tensors, Path]:
     safetensors_path = directory / "model.safetensors"
     bin_path = directory / "pytorch_model.bin"
     if safetensors_path.is_file():
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             return load_file(safetensors_path), safetensors_path
         except (SafetensorError, OSError) as error:

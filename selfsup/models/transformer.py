@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.config import option
+from selfsup.errors import UserError
 
 
 @dataclass
@@ -45,8 +46,6 @@ class TransformerConfig:
         return self.intermediate_size or 4 * self.hidden_size
 
     def validate(self) -> None:
-        from selfsup.errors import UserError
-
         if self.hidden_size % self.num_heads:
             raise UserError(
                 f"model.hidden_size={self.hidden_size} must be divisible by "

@@ -21,8 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from selfsup.errors import UserError
 from selfsup.models.bert import BertModel
 from selfsup.objectives.base import LossTerm, StepOutput
+from selfsup.trainer import to_device
 
 
 class TaskHead(Protocol):
@@ -87,8 +89,6 @@ class FeatureBatches:
         seed: int,
     ) -> None:
         if not train:
-            from selfsup.errors import UserError
-
             raise UserError("the training split produced no features (is it empty?)")
         self.train, self.dev, self.collate = train, dev, collate
         self.batch_size, self.seed = batch_size, seed
@@ -116,8 +116,6 @@ def predict_logits(
     device: torch.device | str = "cpu",
 ) -> list[np.ndarray]:
     """The head's logits for every feature, unpadded: one array per feature."""
-    from selfsup.trainer import to_device
-
     was_training = model.training
     model.eval()
     outputs: list[np.ndarray] = []
