@@ -110,7 +110,8 @@ def _train_and_report(command: str, run, cfg, args: argparse.Namespace) -> int:
 def _add_shortcuts(p: argparse.ArgumentParser, shortcuts: dict) -> None:
     """A recipe's short flags (e.g. --corpus for --data.corpus)."""
     for flag, (key, text) in shortcuts.items():
-        p.add_argument(flag, metavar="V", dest=f"short:{key}", help=f"{text} (same as --{key})")
+        metavar = flag.lstrip("-").upper()
+        p.add_argument(flag, metavar=metavar, dest=f"short:{key}", help=f"{text} (same as --{key})")
 
 
 def _shortcut_overrides(args: argparse.Namespace) -> list[str]:
@@ -129,7 +130,8 @@ def _pretrain_parser(sub, arch: str) -> None:
         help=f"pretrain with no labels: --arch {'|'.join(archs)} (text or images)",
         description="Pretrain with no labels. Architectures (--arch; default bert):\n"
         f"{choices}\n\nWrites a run folder with config.json, safetensors weights, metrics.jsonl "
-        f"and loss_curve.png. The options below are those of --arch {arch}; "
+        "and loss_curve.png.\n"
+        f"The options below are those of --arch {arch}; "
         "`selfsup pretrain --arch NAME --help` lists another's.",
         epilog=recipe.epilog,
     )

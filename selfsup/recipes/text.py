@@ -95,7 +95,9 @@ class DataConfig:
 @dataclass
 class PretrainConfig:
     arch: Literal["bert", "gpt"] = option(
-        "bert", "model family: bert (encoder; mlm, nsp, sop) or gpt (decoder; clm)"
+        "bert",
+        "bert (encoder; mlm, nsp, sop) or gpt (decoder; clm); simclr and byol are the image "
+        "architectures, with their own options (selfsup pretrain --arch simclr --help)",
     )
     objectives: list[str] = option(
         [], "comma-separated objectives: bert mlm, nsp, sop; gpt clm (none: mlm / clm)"

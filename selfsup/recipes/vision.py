@@ -57,7 +57,11 @@ whole step's batch (gradient caching), BYOL needs none.
 
 @dataclass
 class VisionPretrainConfig:
-    arch: Literal["simclr", "byol"] = option("simclr", "simclr (contrastive) or byol (EMA target)")
+    arch: Literal["simclr", "byol"] = option(
+        "simclr",
+        "simclr (contrastive) or byol (EMA target); bert and gpt are the text architectures, "
+        "with their own options (selfsup pretrain --arch bert --help)",
+    )
     data: ImageDataConfig = option(ImageDataConfig(), "")
     model: VisionModelConfig = option(VisionModelConfig(), "")
     views: ViewConfig = option(ViewConfig(), "")
