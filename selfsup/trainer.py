@@ -13,6 +13,11 @@ It talks to the rest through a small contract:
 AdamW with decoupled weight decay (none on biases and LayerNorm), linear warmup then linear or
 cosine decay, gradient clipping, gradient accumulation normalised by the items of the whole step,
 bf16 autocast on CUDA, periodic atomic checkpoints holding model, optimizer, RNG and data position.
+
+A non-finite loss or gradient norm stops the run with a UserError naming the step, before the
+optimizer applies it; weights are checked finite before each checkpoint and the final save, so no
+NaN model is ever written and the last checkpoint stays the last good one. The per-step cost is
+one isfinite on the gradient norm (the loss is already read as a float for the metrics).
 """
 
 from __future__ import annotations
@@ -29,10 +34,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from selfsup.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from selfsup.checkpoint import (
+    latest_checkpoint,
+    load_newest_intact,
+    save_checked_safetensors,
+    save_checkpoint,
+)
 from selfsup.config import option
 from selfsup.errors import UserError
-from selfsup.io import atomic_save_safetensors
 from selfsup.objectives.base import StepOutput
 
 
@@ -56,6 +65,9 @@ class TrainConfig:
     eval_every: int = option(0, "evaluate every N steps (0: only at the end)")
     eval_batches: int = option(20, "held-out batches per evaluation")
     checkpoint_every: int = option(50, "write a checkpoint every N steps (and at the end)")
+    checkpoint_seconds: float = option(
+        0.0, "also write one when this many seconds of training passed since the last (0: off)"
+    )
     keep_checkpoints: int = option(2, "how many recent checkpoints to keep")
     log_every: int = option(10, "append training metrics to metrics.jsonl every N steps")
     seed: int = option(0, "seed of initialisation, data order, masks and dropout")
@@ -67,9 +79,23 @@ class TrainConfig:
     progress: bool = option(True, "show a progress bar")
 
     def validate(self) -> None:
+        """Every value checked before any work starts (a NaN learning rate found after an hour of
+        tokenizing is an hour lost); `not lo <= x` form so that NaN fails too."""
         for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
             if getattr(self, name) <= 0:
                 raise UserError(f"train.{name} must be positive, got {getattr(self, name)}")
+        for name in ("warmup_steps", "eval_every", "eval_batches", "keep_checkpoints", "threads"):
+            if getattr(self, name) < 0:
+                raise UserError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "max_grad_norm", "checkpoint_seconds"):
+            value = getattr(self, name)
+            if not 0.0 <= value < math.inf:
+                raise UserError(f"train.{name} must be a finite number >= 0, got {value}")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UserError(f"train.{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise UserError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
 
 class BatchSource(Protocol):
@@ -133,13 +159,18 @@ class RunningMetrics:
     count: dict[str, int] = field(default_factory=dict)
     tokens: int = 0
 
-    def add(self, out: StepOutput, num_tokens: int) -> None:
+    def add(self, out: StepOutput, num_tokens: int) -> float:
+        """Count one micro-batch's output; return its summed loss (all terms)."""
         self.tokens += num_tokens
+        total = 0.0
         for name, term in out.terms.items():
-            self.loss[name] = self.loss.get(name, 0.0) + float(term.loss_sum.detach())
+            loss = float(term.loss_sum.detach())
+            total += loss
+            self.loss[name] = self.loss.get(name, 0.0) + loss
             self.count[name] = self.count.get(name, 0) + term.count
             if term.num_correct is not None:
                 self.correct[name] = self.correct.get(name, 0.0) + float(term.num_correct)
+        return total
 
     def summary(self, prefix: str = "") -> dict[str, float]:
         out = {}
@@ -204,6 +235,21 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
+def _stopped(step: int, what: str, checkpoints: Path) -> UserError:
+    """The error that ends a run gone non-finite: the step, what went wrong, what is kept."""
+    last = latest_checkpoint(checkpoints)
+    kept = f"the last good checkpoint, {last.name}, is kept" if last else "no checkpoint yet"
+    return UserError(
+        f"step {step}: {what}; training stopped without saving this model "
+        f"({kept}); lower train.lr or check the inputs"
+    )
+
+
+def _weights_finite(model: nn.Module) -> bool:
+    checks = [torch.isfinite(p).all() for p in model.parameters()]
+    return not checks or bool(torch.stack(checks).all())
+
+
 def train(
     model: nn.Module,
     data: BatchSource,
@@ -223,9 +269,9 @@ def train(
     optimizer = build_optimizer(model, cfg)
     checkpoints, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
     step = 0
-    ckpt = latest_checkpoint(checkpoints) if resume else None
-    if ckpt is not None:
-        state = load_checkpoint(ckpt, model, optimizer)
+    # the newest checkpoint that passes its checksums (a corrupt newer one is named on stderr)
+    state = load_newest_intact(checkpoints, model, optimizer) if resume else None
+    if state is not None:
         step = state["step"]
         _set_rng_state(state["rng"])
         _truncate_metrics(metrics_path, step)
@@ -239,6 +285,8 @@ def train(
             f.write(json.dumps(record) + "\n")
 
     def checkpoint(at: int) -> None:
+        if not _weights_finite(model):
+            raise _stopped(at, "the weights are not finite", checkpoints)
         save_checkpoint(
             checkpoints,
             at,
@@ -247,6 +295,8 @@ def train(
             {"step": at, "rng": _rng_state()},
             cfg.keep_checkpoints,
         )
+        nonlocal last_checkpoint
+        last_checkpoint = time.perf_counter()
         if on_checkpoint is not None:
             on_checkpoint(at)
 
@@ -254,6 +304,7 @@ def train(
         total=cfg.steps, initial=step, disable=not cfg.progress, unit="step", dynamic_ncols=True
     )
     window, window_start = RunningMetrics(), time.perf_counter()
+    last_checkpoint = window_start  # checkpoint_seconds counts training time from here
     last_eval: dict[str, float] = {}
     while step < cfg.steps:
         lr = lr_at(step, cfg)
@@ -264,16 +315,21 @@ def train(
         for mb in micro:
             for name, n in model.item_counts(mb).items():
                 totals[name] = totals.get(name, 0) + n
+        step_loss = 0.0
         for mb in micro:
             with autocast(device, cfg.precision):
                 out = model(to_device(mb, device))
             out.total_loss(totals).backward()
-            window.add(out, mb["num_tokens"])
+            step_loss += window.add(out, mb["num_tokens"])
         grad_norm = (
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             if cfg.max_grad_norm > 0
             else torch.tensor(0.0)
         )
+        if not math.isfinite(step_loss):
+            raise _stopped(step + 1, f"the loss is {step_loss}", checkpoints)
+        if not torch.isfinite(grad_norm):
+            raise _stopped(step + 1, f"the gradient norm is {float(grad_norm)}", checkpoints)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -304,12 +360,15 @@ def train(
                 last_eval.update(eval_extra(model))
             log({"step": step, **last_eval})
             bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in last_eval.items()))
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        overdue = 0 < cfg.checkpoint_seconds <= time.perf_counter() - last_checkpoint
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or overdue:
             checkpoint(step)
     bar.close()
     if not last_eval:  # resumed a finished run: report its final evaluation again
         last_eval = evaluate(model, eval_set, device, cfg.precision)
         if eval_extra is not None:
             last_eval.update(eval_extra(model))
-    atomic_save_safetensors(run_dir / "model.safetensors", model.state_dict())
+    if not _weights_finite(model):
+        raise _stopped(step, "the weights are not finite", checkpoints)
+    save_checked_safetensors(run_dir / "model.safetensors", model.state_dict())
     return last_eval

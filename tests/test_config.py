@@ -76,7 +76,7 @@ def test_resuming_under_other_settings_is_refused_but_length_may_change(tmp_path
     save_run_config(cfg, path, resume=True)
     cfg.masking.rate = 0.3
     with pytest.raises(
-        UserError, match=r"cannot resume with other settings \(masking.rate: 0.15 -> 0.3\)"
+        UserError, match=r"cannot resume with other settings \(masking.rate: 0.4 -> 0.3\)"
     ):
         save_run_config(cfg, path, resume=True)
     save_run_config(cfg, path, resume=False)  # a fresh run overwrites

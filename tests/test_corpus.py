@@ -325,3 +325,93 @@ def test_comma_joined_corpora_are_read_in_order_and_checked_first(tmp_path):
     assert [d.sentences for d in docs] == [["一"], ["二"], ["三"]]
     with pytest.raises(UserError, match="missing.txt: no such file"):
         resolve_corpus(f"{first},{tmp_path / 'missing.txt'}")
+
+
+# --- long lines: bounded pieces (issue 12, item 7) ---------------------------------------------
+
+# a mixed text with sentence ends, abbreviations, closing quotes, ellipses followed by commas and
+# long stretches without any end mark: every rule that looks beyond a cut
+_PARTS = [
+    "你好。",
+    "今天，",
+    "天气很好！",
+    " Mr. Smith went. ",
+    "He said “好。”",
+    "等等……，",
+    "x" * 37,
+    " word" * 9,
+    "。 ",
+    "     ",
+    "?",
+    "3.14",
+    "End. Next",
+    "U.S. Army",
+    "!!!",
+    "”",
+]
+
+
+def _long_line(seed: int, parts: int = 1500) -> str:
+    import random
+
+    rng = random.Random(seed)
+    return "".join(rng.choice(_PARTS) for _ in range(parts))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_long_line_reads_as_its_sentences_cut_to_bounded_pieces(tmp_path, monkeypatch, seed):
+    from selfsup.data import corpus
+
+    line = _long_line(seed)
+    path = tmp_path / "c.txt"
+    path.write_text("\ufeffshort\n\n" + line + "\r\n\nlast\n", encoding="utf-8")
+    for max_chars in (20, 200):
+        # split_sentences on the whole line, then each sentence cut: what any piece size gives
+        expected = [piece for s in split_sentences(line) for piece in corpus.cut_long(s, max_chars)]
+        assert all(0 < len(piece) <= max_chars for piece in expected)
+        assert "".join(expected).replace(" ", "") == line.replace(" ", "")  # nothing lost
+        for read_bytes in (5, 64, 1 << 20):  # pieces cut inside characters, words and marks
+            monkeypatch.setattr(corpus, "_READ_BYTES", read_bytes)
+            documents = [d.sentences for d in corpus.txt_documents(path, max_chars=max_chars)]
+            assert documents == [["short"], expected, ["last"]], (max_chars, read_bytes)
+
+
+def test_a_line_without_sentence_ends_is_cut_at_max_chars_preferring_spaces(tmp_path):
+    from selfsup.data.corpus import txt_documents
+
+    path = tmp_path / "c.txt"
+    path.write_text("字" * 25 + "\n" + "word " * 10 + "\n", encoding="utf-8")
+    (document,) = txt_documents(path, max_chars=10)
+    assert document.sentences[:3] == ["字" * 10, "字" * 10, "字" * 5]
+    assert document.sentences[3:] == [
+        "word word",
+        "word word",
+        "word word",
+        "word word",
+        "word word",
+    ]
+
+
+def test_line_pieces_are_bounded_and_join_to_the_lines(tmp_path):
+    from selfsup.data.text import decoded_line_pieces, decoded_lines
+
+    path = tmp_path / "c.txt"
+    path.write_bytes("\ufeff".encode() + "一二三四五六七八九十\nab\r\n\n末尾".encode())
+    pieces = list(decoded_line_pieces(path, max_bytes=4))  # a character is 3 bytes
+    assert all(len(text.encode()) <= 4 + 3 for _, text, _ in pieces)
+    lines: dict[int, str] = {}
+    for number, text, _ in pieces:
+        lines[number] = lines.get(number, "") + text
+    assert list(lines.items()) == list(decoded_lines(path))
+    assert [number for number, _, ends in pieces if ends] == [1, 2, 3, 4]
+
+
+def test_invalid_utf8_in_a_long_line_names_its_byte(tmp_path, monkeypatch):
+    from selfsup.data import corpus
+
+    monkeypatch.setattr(corpus, "_READ_BYTES", 7)  # the bad byte comes in a later piece
+    path = tmp_path / "c.txt"
+    path.write_bytes(b"ok\n" + "好".encode() * 20 + b"\xff" + b"x" * 30 + b"\n")
+    with pytest.raises(UserError) as excinfo:
+        list(corpus.txt_documents(path, max_chars=8))
+    assert f"c.txt: invalid UTF-8 at byte {3 + 60} (line 2)" in _message(excinfo)

@@ -180,7 +180,9 @@ def test_a_new_objective_is_one_registry_line(tmp_path, monkeypatch, capsys):
     # held-out masks hide 15% of the tokens, 80% of those behind [MASK]: spotting [MASK] alone
     # beats the 0.85 "nothing was hidden" guess
     assert final["eval_detect_accuracy"] > 0.9
-    assert load_run(out).model.objectives["detect"].head.weight.shape == (2, 32)
+    loaded = load_run(out)
+    width = loaded.config.model.hidden_size
+    assert loaded.model.objectives["detect"].head.weight.shape == (2, width)
 
 
 # ---------------------------------------------------------------- a new data set: one function + one line

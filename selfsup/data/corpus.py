@@ -9,9 +9,13 @@ than RAM):
 
 - `.txt` (and any file not ending in `.jsonl`): one sentence per line, a blank line between
   documents, as in the BERT repository's `create_pretraining_data.py` input. Lines are taken as
-  given, never re-split.
+  given, never re-split, up to `MAX_SENTENCE_CHARS`; a longer line (a file without line breaks,
+  a paragraph per line) is read in bounded pieces and split at sentence ends, and a stretch
+  still longer than that without one is cut (`LineSplitter`). So memory follows that bound,
+  never the length of a line: a 20 MB file without a line break took 5-8 GB before.
 - `.jsonl`: one JSON object per line whose text field (default "text") holds a whole document;
-  it is split into sentences with `split_sentences`.
+  it is split into sentences with `split_sentences`, and a sentence longer than
+  `MAX_SENTENCE_CHARS` is cut (a JSON line is parsed whole, so it is in memory whole, once).
 - `.json`: a SQuAD-format question-answering file (SQuAD v1.1, DRCD, CMRC 2018); each distinct
   passage (`context`) is one document, so a QA task's own training passages can be pretrained on.
   Named explicitly only: a folder's `.json` files are not read (they are rarely corpora). Unlike
@@ -39,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from selfsup.data.labelled import SquadFormatError, squad_paragraphs
-from selfsup.data.text import decoded_lines, is_cjk
+from selfsup.data.text import decoded_line_pieces, decoded_lines, is_cjk
 from selfsup.errors import UserError
 
 
@@ -71,6 +75,7 @@ _CLOSERS = "”’\"'」』）)】》〉〕]}"
 _OPENERS = "“‘\"'「『（(【《〈〔["
 # After "。" a comma-like mark means the clause goes on ("等等……，"), so it is not a boundary.
 _CONTINUATIONS = "，、,：:"
+_MARKS = _TERMINATORS + _CLOSERS
 # Words that end with "." but rarely end a sentence; single letters and dotted abbreviations
 # ("J.", "U.S.", "e.g.") are caught by `_DOTTED_ABBREVIATION`. Trade-off: "...in the U.S. He"
 # is not split.
@@ -118,10 +123,11 @@ def _is_boundary(text: str, run_start: int, run_end: int, end: int) -> bool:
     return True
 
 
-def _punctuation_spans(text: str, offset: int) -> Iterator[tuple[int, int]]:
-    """(start, end) spans of the sentences of one line-joined chunk, shifted by `offset`."""
-    start = 0
-    index = 0
+def _punctuation_spans(text: str, offset: int, begin: int = 0) -> Iterator[tuple[int, int]]:
+    """(start, end) spans of the sentences of one line-joined chunk, shifted by `offset`; from
+    index `begin` on (what comes before is context, for the word before a full stop)."""
+    start = begin
+    index = begin
     while index < len(text):
         if text[index] not in _TERMINATORS:
             index += 1
@@ -221,18 +227,124 @@ def words_to_document(words: list[str]) -> Document | None:
 # ---------------------------------------------------------------------------------------------
 
 _CORPUS_SUFFIXES = (".txt", ".jsonl")
+# The longest sentence a reader yields. A tokenizer holds ~300 bytes of Python objects per token
+# (ids, offsets, flags), so one 20 MB "sentence" took 5-8 GB; real sentences are far shorter
+# (a BERT segment is 128-512 tokens), so only text that is no sentence is ever cut.
+MAX_SENTENCE_CHARS = 10_000
+_READ_BYTES = 1 << 16  # a long line is read in pieces of this size
 
 
-def txt_documents(path: Path) -> Iterator[Document]:
-    """One sentence per line, blank lines between documents."""
+def _cut_point(text: str, max_chars: int) -> int:
+    """Where `cut_long` cuts a text longer than `max_chars`: at the last space of the window's
+    second half, else at `max_chars`; moved back before a run of end marks and closing quotes
+    that it would split ("好。|”"), so the run is judged whole wherever the text is cut."""
+    space = text.rfind(" ", max_chars // 2, max_chars + 1)
+    cut = space if space > 0 else max_chars
+    back = cut
+    while back > 0 and text[back] in _MARKS and text[back - 1] in _MARKS:
+        back -= 1
+    return back or cut
+
+
+def cut_long(sentence: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]:
+    """`sentence` in pieces of at most `max_chars` characters (stripped, empty ones dropped), cut
+    where `_cut_point` says: not inside an English word when a space allows."""
+    pieces = []
+    while len(sentence) > max_chars:
+        cut = _cut_point(sentence, max_chars)
+        pieces.append(sentence[:cut].strip())
+        sentence = sentence[cut:]
+    pieces.append(sentence.strip())
+    return [piece for piece in pieces if piece]
+
+
+def _bounded(sentences: list[str], max_chars: int) -> list[str]:
+    if all(len(sentence) <= max_chars for sentence in sentences):
+        return sentences
+    return [piece for sentence in sentences for piece in cut_long(sentence, max_chars)]
+
+
+class LineSplitter:
+    """Sentences of one long line that arrives in pieces, in bounded memory: each `feed` returns
+    the sentences completed so far (split by `split_sentences`' rules within a line) and keeps
+    the last, possibly unfinished one; that one is cut (`cut_long`) once it outgrows `max_chars`.
+    `finish` returns the rest. They are the sentences of `split_sentences(line)`, each cut by
+    `cut_long` (at most `max_chars` long, stripped), however the line is cut into pieces, except
+    where a full stop follows a word longer than `CONTEXT_CHARS` (the word is judged by its end)."""
+
+    CONTEXT_CHARS = 32  # kept before the pending sentence: the word before a full stop
+
+    def __init__(self, max_chars: int = MAX_SENTENCE_CHARS) -> None:
+        self.max_chars = max_chars
+        self.context = ""  # the characters just before `pending`
+        self.pending = ""  # the last sentence, which may go on in the next piece
+        self.cut_open = False  # whether `pending` is the rest of a sentence already cut
+
+    def _sentences(self, text: str, spans: list[tuple[int, int]]) -> list[str]:
+        """The spans' sentences, cut; the rest of a cut sentence is measured as `cut_long`
+        measures it, from the cut (spaces included), any other sentence from its first letter."""
+        out = []
+        for index, (start, end) in enumerate(spans):
+            sentence = text[start:end].rstrip()
+            if index > 0 or not self.cut_open:
+                sentence = sentence.lstrip()
+            out += cut_long(sentence, self.max_chars)
+        return out
+
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        return list(_punctuation_spans(text, 0, begin=len(self.context)))
+
+    def feed(self, piece: str) -> list[str]:
+        text = self.context + self.pending + piece
+        spans = self._spans(text)
+        if not spans:  # nothing after the context
+            return []
+        # the last sentence may go on in the next piece, and whether its end mark ends it depends
+        # on what follows ("等等……，" goes on): it stays pending, with the spaces after it
+        keep = len(spans) - 1
+        if keep > 0 and not text[spans[-1][0] :].strip():
+            keep -= 1
+        done = self._sentences(text, spans[:keep])
+        start, end = spans[keep]
+        if keep > 0 or not self.cut_open:
+            start += len(text[start:end]) - len(text[start:end].lstrip())
+            self.cut_open = False
+        while end - start > self.max_chars:  # no sentence end in sight: cut (as `cut_long`)
+            cut = start + _cut_point(text[start:end], self.max_chars)
+            done += [text[start:cut].strip()] if text[start:cut].strip() else []
+            start, self.cut_open = cut, True
+        # only whether spaces follow matters to the sentence's end, not how many
+        self.context = text[max(0, start - self.CONTEXT_CHARS) : start]
+        self.pending = text[start:end] + text[end : end + self.max_chars]
+        return done
+
+    def finish(self) -> list[str]:
+        text = self.context + self.pending
+        rest = self._sentences(text, self._spans(text))
+        self.context, self.pending, self.cut_open = "", "", False
+        return rest
+
+
+def txt_documents(path: Path, max_chars: int = MAX_SENTENCE_CHARS) -> Iterator[Document]:
+    """One sentence per line, blank lines between documents; a line longer than `max_chars` is
+    split into sentences of at most `max_chars` (`LineSplitter`), read in bounded pieces."""
     sentences: list[str] = []
-    for _, line in decoded_lines(path):
-        sentence = line.strip()
-        if sentence:
-            sentences.append(sentence)
-        elif sentences:
+    splitter: LineSplitter | None = None  # while a long line is being read
+    in_line = 0  # sentences found so far in the line being read
+    for _, piece, line_ends in decoded_line_pieces(path, _READ_BYTES):
+        if splitter is None and line_ends and len(piece) <= max_chars:  # a line, read whole
+            found = [piece.strip()] if piece.strip() else []
+        else:
+            splitter = splitter or LineSplitter(max_chars)
+            found = splitter.feed(piece) + (splitter.finish() if line_ends else [])
+        sentences.extend(found)
+        in_line += len(found)
+        if not line_ends:
+            continue
+        if not in_line and sentences:  # a blank line
             yield Document(sentences)
             sentences = []
+        splitter, in_line = None, 0
     if sentences:
         yield Document(sentences)
 
@@ -271,7 +383,8 @@ def _jsonl_documents(path: Path, text_field: str) -> Iterator[Document]:
     for number, line in decoded_lines(path):
         if not line.strip():
             continue
-        sentences = split_sentences(_jsonl_text(path, number, line, text_field))
+        text = _jsonl_text(path, number, line, text_field)
+        sentences = _bounded(split_sentences(text), MAX_SENTENCE_CHARS)
         if sentences:
             yield Document(sentences)
 
@@ -305,7 +418,7 @@ def _squad_documents(path: Path) -> Iterator[Document]:
         if not isinstance(context, str) or context in seen:
             continue
         seen.add(context)
-        sentences = split_sentences(context)
+        sentences = _bounded(split_sentences(context), MAX_SENTENCE_CHARS)
         if sentences:
             yield Document(sentences)
 
@@ -314,7 +427,7 @@ def _is_hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-def _corpus_files(path: Path) -> list[Path]:
+def corpus_files(path: Path) -> list[Path]:
     """The files a corpus path stands for: itself, or the sorted .txt/.jsonl files under it."""
     if not path.exists():
         raise UserError(f"{path}: no such file or folder; expected a corpus file or folder")
@@ -358,5 +471,5 @@ def read_documents(path: str | Path, text_field: str = "text") -> Iterator[Docum
     empty corpus) fails while iterating, at the line where it is found.
     """
     path = Path(path)
-    files = _corpus_files(path)
+    files = corpus_files(path)
     return _documents_or_empty_error(path, files, text_field)

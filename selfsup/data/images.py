@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from selfsup.config import option
-from selfsup.data.sources import DATA_DIR_ENV, shared_data_dir, shared_data_searched
+from selfsup.data.sources import DATA_DIR_ENV, missing_set_message, shared_data_dir
 from selfsup.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -123,16 +123,17 @@ def _split(images: np.ndarray, labels: np.ndarray, classes: list[str], test_frac
     return full.subset(tr), full.subset(te)
 
 
-def image_root(root: str) -> Path:
-    """The folder `data.root` names: "auto" is the shared data folder, a path is taken as given."""
+_POINT = f"set --data.root DIR (or {DATA_DIR_ENV}=DIR with data.root=auto)"
+
+
+def image_root(root: str, folder: str = "mnist-5k") -> Path:
+    """The folder `data.root` names: "auto" is the shared data folder, a path is taken as given.
+    `folder` is the set to be read from it, named (with its origin) when it is missing."""
     if root != "auto":
         return Path(root)
     found = shared_data_dir()
     if found is None:
-        raise UserError(
-            f"data.root=auto: the shared data folder was not found ({shared_data_searched()}); "
-            "set --data.root to the folder that holds mnist-5k/ and cifar10-jpg/"
-        )
+        raise UserError(missing_set_message(f"data.root=auto ({folder})", folder, point=_POINT))
     return found
 
 
@@ -147,7 +148,7 @@ def load_digits() -> tuple[ImageSet, ImageSet]:
 def load_mnist_5k(root: Path) -> tuple[ImageSet, ImageSet]:
     path = root / "mnist-5k" / "mnist_5k.csv.gz"
     if not path.exists():
-        raise UserError(f"{path}: MNIST 5k not found (set --data.root to the folder holding it)")
+        raise UserError(missing_set_message("--dataset mnist-5k", "mnist-5k", path, _POINT))
     table = np.loadtxt(path, delimiter=",", dtype=np.int64)
     images = table[:, :784].astype(np.uint8).reshape(-1, 1, 28, 28)
     return _split(images, table[:, 784], [str(i) for i in range(10)], 0.2)
@@ -175,9 +176,7 @@ def load_cifar10_zip(root: Path, train_limit: int = 0, test_limit: int = 0):
     """CIFAR-10 decoded straight from the zip (members `train/<class>/NNNN.jpg`, `test/...`)."""
     path = root / "cifar10-jpg" / "cifar10-jpg.zip"
     if not path.exists():
-        raise UserError(
-            f"{path}: CIFAR-10 zip not found (set --data.root to the folder holding it)"
-        )
+        raise UserError(missing_set_message("--dataset cifar10", "cifar10-jpg", path, _POINT))
     with zipfile.ZipFile(path) as z:
         members = [n for n in z.namelist() if n.lower().endswith(IMAGE_SUFFIXES)]
         classes = sorted({n.split("/")[1] for n in members})
@@ -228,9 +227,10 @@ def load_images(cfg: ImageDataConfig) -> ImageData:
     if cfg.dataset == "digits":
         train, test = load_digits()
     elif cfg.dataset == "mnist-5k":
-        train, test = load_mnist_5k(image_root(cfg.root))
+        train, test = load_mnist_5k(image_root(cfg.root, "mnist-5k"))
     elif cfg.dataset == "cifar10":
-        train, test = load_cifar10_zip(image_root(cfg.root), cfg.limit, cfg.test_limit)
+        root = image_root(cfg.root, "cifar10-jpg")
+        train, test = load_cifar10_zip(root, cfg.limit, cfg.test_limit)
     else:
         train, test = load_image_folder(Path(cfg.dataset), cfg.image_size)
     train = train.subset(stratified_subset(train.labels.numpy(), cfg.limit))

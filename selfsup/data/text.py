@@ -1,5 +1,6 @@
 """Text helpers every data reader shares: which characters are CJK, and UTF-8 files read line by
-line with one-line errors that name the file and the line.
+line (or in bounded pieces of a line, for corpora whose lines may be any length) with one-line
+errors that name the file and the line.
 
 "CJK" means three different things to the code that asks, so `is_cjk` takes the blocks to test
 and each caller names the one it needs:
@@ -72,3 +73,51 @@ def decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
                 ) from None
             byte_offset += len(raw)
             yield number, line.rstrip("\r\n")
+
+
+def _whole_characters(raw: bytes) -> int:
+    """The length of the longest prefix of UTF-8 `raw` that does not end inside a character (the
+    rest is at most 3 bytes of a character cut by a size limit). Invalid bytes are left to the
+    decoder to report."""
+    for back in range(1, min(4, len(raw)) + 1):
+        byte = raw[-back]
+        if byte < 0x80:  # ASCII: nothing open after it
+            return len(raw)
+        if byte >= 0xC0:  # the lead byte of the last character: is the character complete?
+            size = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(raw) if back >= size else len(raw) - back
+    return len(raw)
+
+
+def decoded_line_pieces(path: Path, max_bytes: int = 1 << 16) -> Iterator[tuple[int, str, bool]]:
+    """(line number from 1, text, whether the line ends with this piece) of a UTF-8 file, read in
+    pieces of at most `max_bytes` (+ 3) bytes: a line longer than that comes in several pieces,
+    cut between characters, so a file without line breaks is never in memory whole. A line that
+    fits comes whole, as `decoded_lines` gives it; the same BOM handling and error messages."""
+    byte_offset, number, carry, line_open = 0, 1, b"", False
+    with open(path, "rb") as file:
+        while True:
+            read = file.readline(max_bytes)
+            if not read and not carry:
+                if line_open:  # the file ended exactly where the last piece was cut
+                    yield number, "", True
+                return
+            raw = carry + read
+            ends = raw.endswith(b"\n") or not read
+            cut = len(raw) if ends else _whole_characters(raw)
+            raw, carry = raw[:cut], raw[cut:]
+            content = (
+                raw[len(_UTF8_BOM) :] if byte_offset == 0 and raw.startswith(_UTF8_BOM) else raw
+            )
+            skipped = len(raw) - len(content)
+            try:
+                text = content.decode("utf-8")
+            except UnicodeDecodeError as error:
+                bad_byte = byte_offset + skipped + error.start
+                raise UserError(
+                    f"{path}: invalid UTF-8 at byte {bad_byte} (line {number}); expected UTF-8 text"
+                ) from None
+            byte_offset += len(raw)
+            yield number, text.rstrip("\r\n") if ends else text, ends
+            line_open = not ends
+            number += ends

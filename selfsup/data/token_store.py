@@ -11,7 +11,10 @@ document boundaries that BERT's NSP/SOP pair building and whole-word masking nee
 
 Everything is written streaming (sentences tokenized in batches with `encode_batch` and appended
 to open files), and meta.json is written last and atomically: a folder without it is an
-interrupted prepare, never mistaken for a store.
+interrupted prepare, never mistaken for a store. A batch is bounded in sentences and in
+characters, and a long document is tokenized over several batches: a tokenizer holds ~300 bytes
+of Python objects per token (ids, offsets, flags), so what one batch holds sets the peak memory,
+whatever the size of a document (a 20 MB one took 2 GB before).
 
 Word starts. Whole-word masking for Chinese (Cui et al., "Pre-Training with Whole Word Masking
 for Chinese BERT") masks all characters of a *word* ("中华人民共和国" as one unit, not
@@ -170,6 +173,19 @@ class TokenStoreStats:
     dropped_documents: int = 0
 
 
+# Characters per tokenizer batch: ~300 bytes of Python objects a token, so ~100 MB at one token a
+# character (Chinese); 4096 sentences of a usual corpus stay under it.
+BATCH_CHARS = 1 << 18
+
+
+def _sentence_slice(document: Document, first: int, last: int) -> Document:
+    """Sentences first..last-1 of a document (with their words), or the document itself."""
+    if first == 0 and last == len(document.sentences):
+        return document
+    words = document.words[first:last] if document.words is not None else None
+    return Document(document.sentences[first:last], words)
+
+
 def _tokenizer_kind(tokenizer: Any) -> str:
     return str(getattr(tokenizer, "kind", type(tokenizer).__name__))
 
@@ -202,21 +218,26 @@ class _StoreWriter:
         word_segmenter: str,
         batch_sentences: int,
         extra_meta: dict[str, Any] | None = None,
+        batch_chars: int = BATCH_CHARS,
     ) -> None:
         _check_segmenter(word_segmenter)
-        if batch_sentences < 1:
-            raise ValueError(f"batch_sentences must be positive, got {batch_sentences}")
+        if batch_sentences < 1 or batch_chars < 1:
+            raise ValueError(f"batch sizes must be positive, got {batch_sentences}, {batch_chars}")
         self.tokenizer = tokenizer
         self.directory = Path(directory)
         self.word_segmenter = word_segmenter
         self.batch_sentences = batch_sentences
+        self.batch_chars = batch_chars
         self.extra_meta = extra_meta or {}
         self.vocab_size = int(tokenizer.vocab_size)
         self.dtype = token_dtype(self.vocab_size)
         self.unk_id = getattr(tokenizer, "unk_id", None)
         self.stats = TokenStoreStats()
-        self.pending: list[Document] = []
+        # documents, or slices of one, to tokenize next; True where the slice ends its document
+        self.pending: list[tuple[Document, bool]] = []
         self.pending_sentences = 0
+        self.pending_chars = 0
+        self.open_kept = 0  # sentences kept so far of a document whose end is still to come
         self.directory.mkdir(parents=True, exist_ok=True)
         # An old meta.json would vouch for files about to be overwritten: remove it first.
         (self.directory / META_FILE).unlink(missing_ok=True)
@@ -234,28 +255,39 @@ class _StoreWriter:
     def _write_offsets(file: BinaryIO, values: list[int]) -> None:
         file.write(np.asarray(values, dtype=np.int64).tobytes())
 
+    def _full(self) -> bool:
+        return (
+            self.pending_sentences >= self.batch_sentences or self.pending_chars >= self.batch_chars
+        )
+
     def add(self, document: Document) -> None:
         if not document.sentences:
             self.stats.dropped_documents += 1
             return
-        self.pending.append(document)
-        self.pending_sentences += len(document.sentences)
-        if self.pending_sentences >= self.batch_sentences:
+        first = 0  # the first sentence not yet pending
+        for index, sentence in enumerate(document.sentences):
+            self.pending_sentences += 1
+            self.pending_chars += len(sentence)
+            if self._full() and index + 1 < len(document.sentences):  # the document goes on
+                self.pending.append((_sentence_slice(document, first, index + 1), False))
+                first = index + 1
+                self.flush()
+        self.pending.append((_sentence_slice(document, first, len(document.sentences)), True))
+        if self._full():
             self.flush()
 
     def flush(self) -> None:
         """Tokenize the pending documents in one `encode_batch` call and append them."""
         if not self.pending:
             return
-        sentences = [sentence for document in self.pending for sentence in document.sentences]
+        sentences = [sentence for document, _ in self.pending for sentence in document.sentences]
         encodings = iter(self.tokenizer.encode_batch(sentences))
         token_chunks: list[list[int]] = []
         start_chunks: list[np.ndarray] = []
         sentence_ends: list[int] = []
         document_ends: list[int] = []
         num_tokens = self.stats.num_tokens
-        for document in self.pending:
-            kept = 0
+        for document, ends_document in self.pending:
             for words in _sentence_words(document, self.word_segmenter):
                 encoding = next(encodings)
                 if not encoding.ids:
@@ -268,12 +300,15 @@ class _StoreWriter:
                     start_chunks.append(word_starts_from_words(encoding.offsets, words))
                 num_tokens += len(encoding.ids)
                 sentence_ends.append(num_tokens)
-                kept += 1
-            if kept:
-                self.stats.num_sentences += kept
+                self.open_kept += 1
+            if not ends_document:
+                continue
+            if self.open_kept:
+                self.stats.num_sentences += self.open_kept
                 document_ends.append(self.stats.num_sentences)
             else:
                 self.stats.dropped_documents += 1
+            self.open_kept = 0
         total = num_tokens - self.stats.num_tokens
         ids = np.fromiter(chain.from_iterable(token_chunks), dtype=np.int64, count=total)
         _check_ids(ids, self.vocab_size)
@@ -287,7 +322,7 @@ class _StoreWriter:
         self.stats.num_tokens = num_tokens
         self.stats.num_documents += len(document_ends)
         self.pending = []
-        self.pending_sentences = 0
+        self.pending_sentences = self.pending_chars = 0
 
     def _files(self) -> tuple[BinaryIO, ...]:
         return (
@@ -349,12 +384,16 @@ def write_token_store(
     *,
     word_segmenter: str = "auto",
     batch_sentences: int = 4096,
+    batch_chars: int = BATCH_CHARS,
 ) -> TokenStoreStats:
-    """Tokenize `documents` into a token store at `directory` (created or overwritten).
+    """Tokenize `documents` into a token store at `directory` (created or overwritten), at most
+    `batch_sentences` sentences or about `batch_chars` characters at a time.
 
     Sentences that tokenize to no tokens are dropped, and documents left with no sentences.
     """
-    writer = _StoreWriter(tokenizer, directory, word_segmenter, batch_sentences)
+    writer = _StoreWriter(
+        tokenizer, directory, word_segmenter, batch_sentences, batch_chars=batch_chars
+    )
     try:
         for document in documents:
             writer.add(document)
@@ -567,6 +606,7 @@ def prepare_corpus(
         raise UserError(
             f"{directory}: corpus too small to split, {train_stats.num_documents} train and "
             f"{valid_stats.num_documents} held-out documents; expected at least 1 train and "
-            f"{min_heldout_documents} held-out documents with tokens"
+            f"{min_heldout_documents} held-out documents with tokens (in a .txt corpus a blank "
+            "line ends a document)"
         )
     return TokenStore.open(directory / "train"), TokenStore.open(directory / "valid")

@@ -31,6 +31,7 @@ from selfsup.recipes.finetune import finetune
 from selfsup.recipes.finetune import preset_small as finetune_preset
 from selfsup.recipes.text import preset_small as pretrain_preset
 from selfsup.reporting import mean_std, pyplot, save_figure
+from selfsup.runs import is_run
 
 FILL_MASK_SENTENCES = [  # held-out-style sentences with a masked character
     "中华人民共[MASK]国",
@@ -77,7 +78,7 @@ def _pretrain(cfg: DemoConfig, out: Path, progress: bool) -> Path:
     pcfg.train.progress = progress
     run = out / "pretrained"
     if not (run / "final_metrics.json").exists():  # else an earlier demo run finished it
-        pretrain(pcfg, run, resume=(run / "run.json").exists())
+        pretrain(pcfg, run, resume=is_run(run))
     return run
 
 
@@ -119,7 +120,7 @@ def _finetune_arm(
         if done.exists():  # a rerun of the demo reuses finished fine-tunes
             metrics = json.loads(done.read_text())
         else:
-            metrics = finetune(fcfg, run, resume=(run / "run.json").exists())
+            metrics = finetune(fcfg, run, resume=is_run(run))
         result = ArmResult(
             task, arm, seed, lr, metrics[DEV_METRIC[task]], metrics[TASK_METRIC[task]], metrics
         )

@@ -33,6 +33,7 @@ from selfsup.evaluation.probe_run import load_vision_run
 from selfsup.recipes import RECIPES, initialised_model, pretrain
 from selfsup.recipes.vision import PRESETS
 from selfsup.reporting import pyplot, save_figure
+from selfsup.runs import is_run
 
 LABELS_PER_CLASS: list[int | None] = [1, 5, 10, None]
 
@@ -50,7 +51,7 @@ def _pretrain_all(preset: str, out: Path, seeds: list[int], archs: list[str], ov
             cfg = apply_overrides(PRESETS[preset](arch), [f"train.seed={seed}", *overrides])
             start = time.perf_counter()
             print(f"pretraining {run_dir}", flush=True)
-            pretrain(cfg, run_dir, resume=(run_dir / "run.json").exists())
+            pretrain(cfg, run_dir, resume=is_run(run_dir))
             timings[run_dir.name] = round(time.perf_counter() - start, 1)
             timings_path.write_text(json.dumps(timings, indent=1) + "\n")
     return runs

@@ -44,14 +44,17 @@ class GenerationConfig:
     use_cache: bool = option(True, "reuse keys and values of earlier tokens (O(length) a token)")
 
     def validate(self) -> None:
-        if self.max_new_tokens < 0:
-            raise UserError(f"max tokens must be >= 0, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise UserError(f"temperature must be >= 0, got {self.temperature}")
+        """Each value named by its `selfsup generate` flag; NaN fails every range check."""
+        if self.max_new_tokens <= 0:
+            raise UserError(f"--max-tokens must be positive, got {self.max_new_tokens}")
+        if not 0.0 <= self.temperature < float("inf"):
+            raise UserError(
+                f"--temperature must be >= 0 and finite (0: greedy), got {self.temperature}"
+            )
         if self.top_k < 0:
-            raise UserError(f"top-k must be >= 0, got {self.top_k}")
+            raise UserError(f"--top-k must be >= 0 (0: all tokens), got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
-            raise UserError(f"top-p must be in (0, 1], got {self.top_p}")
+            raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
         if any(not s for s in self.stop):
             raise UserError("a stop string must not be empty")
 

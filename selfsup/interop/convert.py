@@ -19,6 +19,7 @@ import torch
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import processors
 
+from selfsup.checkpoint import save_checked_safetensors
 from selfsup.config import save_config
 from selfsup.data.tokenizer import Tokenizer
 from selfsup.errors import UserError
@@ -259,7 +260,7 @@ def import_hf(directory: str | Path, run_dir: str | Path) -> list[str]:
     run_dir.mkdir(parents=True, exist_ok=True)
     tok.save(run_dir / "tokenizer")
     save_config(cfg, run_dir / "config.json")
-    atomic_save_safetensors(run_dir / "model.safetensors", state)
+    save_checked_safetensors(run_dir / "model.safetensors", state)  # its sha256 beside it
     run.write_marker("pretraining", "bert")  # last: a half-written folder is no run
     return notes
 

@@ -46,14 +46,31 @@ class TransformerConfig:
         return self.intermediate_size or 4 * self.hidden_size
 
     def validate(self) -> None:
+        """Sizes positive, probabilities in [0, 1) (NaN fails too), heads dividing the width."""
+        sizes = ("vocab_size", "hidden_size", "num_layers", "num_heads", "max_position")
+        for name in (*sizes, "type_vocab_size"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.intermediate_size < 0:
+            raise UserError(
+                f"model.intermediate_size must be >= 0 (0: 4 * hidden_size), "
+                f"got {self.intermediate_size}"
+            )
         if self.hidden_size % self.num_heads:
             raise UserError(
                 f"model.hidden_size={self.hidden_size} must be divisible by "
                 f"model.num_heads={self.num_heads}"
             )
-        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "max_position"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"model.{name} must be positive, got {getattr(self, name)}")
+        for name in ("dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UserError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 < self.layer_norm_eps < 1.0:
+            raise UserError(f"model.layer_norm_eps must be in (0, 1), got {self.layer_norm_eps}")
+        if not 0.0 <= self.initializer_range < float("inf"):
+            raise UserError(
+                f"model.initializer_range must be a finite number >= 0, "
+                f"got {self.initializer_range}"
+            )
 
 
 class SelfAttention(nn.Module):

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from selfsup.config import option
+from selfsup.errors import UserError
 
 Norm = Literal["batch", "group", "none"]
 
@@ -39,6 +40,11 @@ class VisionModelConfig:
     proj_dim: int = option(64, "output width of the projection head (the embedding the loss sees)")
     in_channels: int = option(1, "image channels (set from the data set)")
     image_size: int = option(8, "image side in pixels (set from the data set)")
+
+    def validate(self) -> None:
+        for name in ("width", "proj_hidden", "proj_dim", "in_channels", "image_size"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"model.{name} must be positive, got {getattr(self, name)}")
 
 
 def _norm(kind: Norm, channels: int) -> nn.Module:

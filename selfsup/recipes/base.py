@@ -5,12 +5,17 @@ an encoder on labels (and any added later). It names its config class and preset
 four functions; `run_recipe` does everything else, the same way for all of them (torchtitan's
 TrainSpec and solo-learn's method registry play this part in those projects):
 
-    run folder   create (or reopen with --resume): selfsup/runs.py
+    run folder   create (or reopen with --resume), locked for this process until the run ends:
+                 a second process on it is refused (selfsup/runs.py)
+    marker       run.json, then config.json as given, before any long work: a run stopped at any
+                 moment resumes with its own config; on --resume the saved config must match
+                 (selfsup.config.run_config_changes)
     config       deep-copied, checked by recipe.setup, which also reads the run's inputs and
-                 completes the config from them (vocabulary size, image shape, task kind)
-    marker       run.json and config.json are written only once setup has succeeded, so a run
-                 that fails on its inputs leaves no half-made run behind; on --resume the saved
-                 config must match (selfsup.config.save_run_config)
+                 completes the config from them (vocabulary size, image shape, task kind), then
+                 saved again complete; a run whose setup fails is removed again, so it leaves
+                 no half-made run behind (a stopped one stays, to be resumed or started over)
+    memory       a model whose weights, gradients and AdamW state alone exceed the device's
+                 memory is refused before any long work (selfsup/memory.py)
     data         recipe.data: the batch source, evaluation extras and hooks (a Plan)
     model        torch.manual_seed(train.seed), then recipe.build_model: the same weights for
                  the same seed, whatever ran before
@@ -30,11 +35,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from selfsup.config import save_run_config
+from selfsup.config import run_config_changes, save_config, save_run_config
 from selfsup.io import atomic_write_json
+from selfsup.memory import check_model_fits
 from selfsup.reporting import plot_loss_curve
-from selfsup.runs import RunFolder
-from selfsup.trainer import BatchSource, train
+from selfsup.runs import CONFIG, RunFolder
+from selfsup.trainer import BatchSource, resolve_device, train
 
 
 @dataclass
@@ -99,11 +105,35 @@ def run_recipe(
     recipe: Recipe, cfg: Any, run_dir: str | Path, resume: bool = False
 ) -> dict[str, float]:
     """Create (or reopen) the run folder, train, and return the final metrics."""
-    run = RunFolder.create(run_dir, resume)
-    cfg = copy.deepcopy(cfg)
-    state = recipe.setup(cfg, run)
-    run.write_marker(recipe.kind, recipe.arch)
-    save_run_config(cfg, run.path / "config.json", resume)
+    with RunFolder.claim(run_dir, resume) as run:
+        return _run_claimed(recipe, copy.deepcopy(cfg), run, resume)
+
+
+def _set_up(recipe: Recipe, cfg: Any, run: RunFolder, resume: bool) -> dict[str, Any]:
+    """Marker and config first, then recipe.setup; the completed config saved last."""
+    config, changes_before_setup = run.path / CONFIG, []
+    if resume:
+        # the saved config is the complete one, or the one written before a stopped setup
+        # completed it: the config asked for may equal either
+        changes_before_setup = run_config_changes(cfg, config)
+    else:
+        run.begin(recipe.kind, recipe.arch)
+        save_config(cfg, config)  # before any long work: --resume finds the run's own config
+    try:
+        state = recipe.setup(cfg, run)
+        # the config is complete (vocabulary, image shape): refuse a model that can never fit
+        # before the long work (tokenizing the corpus, encoding the task)
+        check_model_fits(lambda: recipe.build_model(cfg, state), resolve_device(cfg.train.device))
+    except Exception:
+        if not resume:
+            run.discard()  # a run that fails on its inputs leaves no half-made run behind
+        raise
+    save_run_config(cfg, config, resume=bool(changes_before_setup))
+    return state
+
+
+def _run_claimed(recipe: Recipe, cfg: Any, run: RunFolder, resume: bool) -> dict[str, float]:
+    state = _set_up(recipe, cfg, run, resume)
     plan = recipe.data(cfg, run, state)
     model = initialised_model(recipe, cfg, plan.state)
 

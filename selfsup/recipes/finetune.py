@@ -17,7 +17,6 @@ described in selfsup/runs.py; the lifecycle in selfsup/recipes/base.py.
 from __future__ import annotations
 
 import copy
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from selfsup.models.bert import BertModel
 from selfsup.models.transformer import TransformerConfig
 from selfsup.recipes.base import LoadedRun, Plan, Recipe, run_recipe
 from selfsup.recipes.text import TokenizerConfig
-from selfsup.runs import RunFolder, is_hf_checkpoint
+from selfsup.runs import RunFolder, is_hf_checkpoint, saved_config
 from selfsup.tasks import TASK_KINDS, build_task
 from selfsup.tasks.base import FeatureBatches, FinetuneModel, predict_logits
 from selfsup.tasks.qa_windows import FINETUNE_WINDOWS, WindowConfig
@@ -88,6 +87,18 @@ class FinetuneConfig:
     model: TransformerConfig = option(TransformerConfig(), "")
     tokenizer: TokenizerConfig = option(TokenizerConfig(), "")
     train: TrainConfig = option(TrainConfig(lr=1e-4, eval_every=0, checkpoint_every=200), "")
+
+    def validate(self) -> None:
+        """What can be checked before reading any data (the init run's sizes come later)."""
+        self.train.validate()
+        self.model.validate()
+        if not 0.0 <= self.head_dropout < 1.0:
+            raise UserError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
+        for name in ("max_train_examples", "max_eval_examples"):
+            if getattr(self.task, name) < 0:
+                raise UserError(f"task.{name} must be >= 0, got {getattr(self.task, name)}")
+        if self.task.max_seq_len <= 0:
+            raise UserError(f"task.max_seq_len must be positive, got {self.task.max_seq_len}")
 
 
 def preset_tiny() -> FinetuneConfig:
@@ -161,7 +172,7 @@ def resolve_init(cfg: FinetuneConfig, kind: str, train_examples: list) -> Init:
         refusal="{path}: a {arch} run; fine-tuning starts from a BERT encoder "
         "(selfsup pretrain --arch bert, a fine-tuned run, or a Hugging Face BERT folder)",
     )
-    model = TransformerConfig(**json.loads((run / "config.json").read_text())["model"])
+    model = TransformerConfig(**saved_config(run)["model"])
     tokenizer = folder.tokenizer()
     if cfg.random_init:  # the run's tokenizer and sizes only: its weights are not needed
         return Init(tokenizer, model, None)
@@ -175,8 +186,37 @@ def resolve_init(cfg: FinetuneConfig, kind: str, train_examples: list) -> Init:
 _REPORTED: set[str] = set()  # reader reports already printed by this process
 
 
+def _split_origin(task: TaskConfig, split: str) -> str:
+    """Where a split's examples come from, as a message names them."""
+    if task.name != "files":
+        return f"the {split} split of task {task.name}"
+    if split == "train":
+        return str(task.train_file)
+    if split == "test" and task.test_file:
+        return task.test_file
+    return task.dev_file or f"the last 10% of {task.train_file} (held out as dev)"
+
+
+def check_labels_seen(task: TaskConfig, labels: list[str], evaluated: dict[str, list]) -> None:
+    """A dev or test label the training data lacks can never be predicted: an IndexError after
+    training (classification) or an answer silently counted wrong (tagging). Refused up front."""
+    for split, examples in evaluated.items():
+        unseen = sorted(set(label_set(task.kind, examples)) - set(labels))
+        if unseen:
+            named = ", ".join(map(repr, unseen[:10])) + (
+                f" and {len(unseen) - 10} more" if len(unseen) > 10 else ""
+            )
+            raise UserError(
+                f"{_split_origin(task, split)}: label(s) {named} never occur in the training "
+                f"data ({_split_origin(task, 'train')}), so no model trained on it can predict "
+                f"them; add training examples with them, or remove them from the {split} data"
+            )
+
+
 def setup(cfg: FinetuneConfig, run: RunFolder) -> dict:
-    """Read the task's data, take the init run's tokenizer, sizes and weights, build the task."""
+    """Check the config, read the task's data, take the init run's tokenizer, sizes and weights,
+    build the task."""
+    cfg.validate()
     data = load_task_data(cfg.task)
     kind = data.kind if cfg.task.kind == "auto" else cfg.task.kind
     if kind not in TASK_KINDS:
@@ -198,7 +238,10 @@ def setup(cfg: FinetuneConfig, run: RunFolder) -> dict:
             f"task.max_seq_len={cfg.task.max_seq_len} is larger than the position table "
             f"(model.max_position={cfg.model.max_position})"
         )
-    labels = label_set(kind, train_examples)
+    # the labels of the whole training split: a max_train_examples subset may miss a rare one
+    labels = label_set(kind, data.splits["train"])
+    dev_split = "dev" if data.splits.get("dev") else data.eval_split
+    check_labels_seen(cfg.task, labels, {dev_split: dev_examples, data.eval_split: test_examples})
     return {
         "data": data,
         "labels": labels,

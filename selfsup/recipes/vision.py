@@ -71,10 +71,11 @@ class VisionPretrainConfig:
 
     def validate(self) -> None:
         self.views.validate()
+        self.model.validate()
         self.train.validate()
         if self.train.batch_size * self.train.grad_accum < 2:
             raise UserError("a contrast needs at least 2 images per step (train.batch_size)")
-        if self.simclr.temperature <= 0:
+        if not 0.0 < self.simclr.temperature < float("inf"):
             raise UserError(f"simclr.temperature must be positive, got {self.simclr.temperature}")
         if not 0.0 <= self.byol.tau_base <= 1.0:
             raise UserError(f"byol.tau_base must be in [0, 1], got {self.byol.tau_base}")
