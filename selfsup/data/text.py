@@ -52,6 +52,19 @@ def is_cjk(char: str, blocks: CharBlocks = CJK_TEXT) -> bool:
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
+def _decode(path: Path, raw: bytes, file_start: bool, byte_offset: int, number: int) -> str:
+    """`raw` (read at `byte_offset`, on line `number`) as text, a leading BOM dropped at the file's
+    start; a decode error is one line naming the file, the absolute byte offset and the line."""
+    content = raw[len(_UTF8_BOM) :] if file_start and raw.startswith(_UTF8_BOM) else raw
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        bad_byte = byte_offset + len(raw) - len(content) + error.start
+        raise UserError(
+            f"{path}: invalid UTF-8 at byte {bad_byte} (line {number}); expected UTF-8 text"
+        ) from None
+
+
 def decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number from 1, text without line ending) of a UTF-8 file, one line in memory.
 
@@ -62,15 +75,7 @@ def decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
     byte_offset = 0
     with open(path, "rb") as file:
         for number, raw in enumerate(file, start=1):
-            content = raw[len(_UTF8_BOM) :] if number == 1 and raw.startswith(_UTF8_BOM) else raw
-            skipped = len(raw) - len(content)
-            try:
-                line = content.decode("utf-8")
-            except UnicodeDecodeError as error:
-                bad_byte = byte_offset + skipped + error.start
-                raise UserError(
-                    f"{path}: invalid UTF-8 at byte {bad_byte} (line {number}); expected UTF-8 text"
-                ) from None
+            line = _decode(path, raw, number == 1, byte_offset, number)
             byte_offset += len(raw)
             yield number, line.rstrip("\r\n")
 
@@ -106,17 +111,7 @@ def decoded_line_pieces(path: Path, max_bytes: int = 1 << 16) -> Iterator[tuple[
             ends = raw.endswith(b"\n") or not read
             cut = len(raw) if ends else _whole_characters(raw)
             raw, carry = raw[:cut], raw[cut:]
-            content = (
-                raw[len(_UTF8_BOM) :] if byte_offset == 0 and raw.startswith(_UTF8_BOM) else raw
-            )
-            skipped = len(raw) - len(content)
-            try:
-                text = content.decode("utf-8")
-            except UnicodeDecodeError as error:
-                bad_byte = byte_offset + skipped + error.start
-                raise UserError(
-                    f"{path}: invalid UTF-8 at byte {bad_byte} (line {number}); expected UTF-8 text"
-                ) from None
+            text = _decode(path, raw, byte_offset == 0, byte_offset, number)
             byte_offset += len(raw)
             yield number, text.rstrip("\r\n") if ends else text, ends
             line_open = not ends
