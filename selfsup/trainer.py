@@ -22,6 +22,7 @@ one isfinite on the gradient norm (the loss is already read as a float for the m
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import time
@@ -250,6 +251,27 @@ def _weights_finite(model: nn.Module) -> bool:
     return not checks or bool(torch.stack(checks).all())
 
 
+def _malloc_trim() -> Callable[[], Any]:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return lambda _pad: 0
+
+
+_MALLOC_TRIM = _malloc_trim()
+TRIM_SECONDS = 30.0  # how often the loop hands freed memory back (see release_freed_memory)
+
+
+def release_freed_memory() -> None:
+    """Hand the memory of freed tensors back to the OS. glibc keeps it in its heap, fragmented
+    (activation sizes vary from step to step, with the number of masked tokens), so on CPU a
+    run's resident memory grew by ~5-10 MB a step: 2.2 GB after the demo's 300 pretraining
+    steps, for a 4.5M-parameter model that needs 0.8 GB. Each call costs about one step's page
+    faults (~20% of a step) when the memory is used again, so the loop calls it every
+    TRIM_SECONDS, not every step: ~1% of the time, and the growth stays below ~300 MB."""
+    _MALLOC_TRIM(0)
+
+
 def train(
     model: nn.Module,
     data: BatchSource,
@@ -304,7 +326,7 @@ def train(
         total=cfg.steps, initial=step, disable=not cfg.progress, unit="step", dynamic_ncols=True
     )
     window, window_start = RunningMetrics(), time.perf_counter()
-    last_checkpoint = window_start  # checkpoint_seconds counts training time from here
+    last_checkpoint = last_trim = window_start  # checkpoint_seconds counts training time from here
     last_eval: dict[str, float] = {}
     while step < cfg.steps:
         lr = lr_at(step, cfg)
@@ -332,6 +354,9 @@ def train(
             raise _stopped(step + 1, f"the gradient norm is {float(grad_norm)}", checkpoints)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if time.perf_counter() - last_trim >= TRIM_SECONDS:
+            release_freed_memory()
+            last_trim = time.perf_counter()
         step += 1
         if after_step is not None:
             after_step(model, step)
@@ -364,6 +389,7 @@ def train(
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or overdue:
             checkpoint(step)
     bar.close()
+    release_freed_memory()  # the next run or phase of this process starts lean
     if not last_eval:  # resumed a finished run: report its final evaluation again
         last_eval = evaluate(model, eval_set, device, cfg.precision)
         if eval_extra is not None:

@@ -157,3 +157,49 @@ def test_device_names_are_checked():
         resolve_device("gpu")
     with pytest.raises(UserError, match="train.device='cuda:99'"):
         resolve_device("cuda:99")  # no GPU here, or fewer than 100
+
+
+def _checkpointed_steps(tmp_path, monkeypatch, seconds: float, clock_step: float) -> list[int]:
+    """The steps `train` checkpoints at with `checkpoint_seconds=seconds`, when each step takes
+    `clock_step` seconds of a fake clock."""
+    import selfsup.trainer as trainer
+
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += clock_step / 4  # the loop reads the clock a few times a step
+        return now[0]
+
+    monkeypatch.setattr(trainer.time, "perf_counter", clock)
+    torch.manual_seed(0)
+    model = BertPretrainer(CFG, ["mlm"])
+    cfg = TrainConfig(
+        steps=10, batch_size=2, checkpoint_every=100, checkpoint_seconds=seconds, progress=False
+    )
+    saved: list[int] = []
+    train(model, RandomData(), cfg, tmp_path, on_checkpoint=saved.append)
+    return saved
+
+
+def test_checkpoint_seconds_bounds_the_training_a_stop_loses(tmp_path, monkeypatch):
+    # 10 "seconds" a step: every 30 s is every third step or so, and always the last one
+    every_30s = _checkpointed_steps(tmp_path / "a", monkeypatch, seconds=30.0, clock_step=10.0)
+    assert every_30s[-1] == 10 and len(every_30s) >= 3
+    assert all(b - a <= 4 for a, b in zip([0, *every_30s], every_30s))
+    assert _checkpointed_steps(tmp_path / "b", monkeypatch, seconds=0.0, clock_step=10.0) == [10]
+    with pytest.raises(Exception, match="checkpoint_seconds"):
+        TrainConfig(checkpoint_seconds=float("nan")).validate()
+
+
+def test_the_loop_hands_freed_memory_back_to_the_os(tmp_path, monkeypatch):
+    import selfsup.trainer as trainer
+
+    calls = []
+    monkeypatch.setattr(trainer, "_MALLOC_TRIM", calls.append)
+    monkeypatch.setattr(trainer, "TRIM_SECONDS", 0.0)  # every step
+    torch.manual_seed(0)
+    cfg = TrainConfig(steps=3, batch_size=2, progress=False)
+    train(BertPretrainer(CFG, ["mlm"]), RandomData(), cfg, tmp_path)
+    assert calls == [0] * 4  # after each step and once at the end
+    monkeypatch.undo()
+    trainer.release_freed_memory()  # the real one: malloc_trim on glibc, else nothing

@@ -642,18 +642,26 @@ class TaskData:
     source: str
 
 
+# what a skipped record is, by task kind
+_RECORD_NAMES = {"qa": "question", "tagging": "sentence"}
+
+
 def describe_reports(data: TaskData) -> list[str]:
-    """One line per split saying what its reader skipped or repaired (nothing: no line)."""
+    """One line per split saying what its reader dropped or repaired (nothing: no line), in the
+    task's words: "sentiment (before splitting): dropped 17761 examples (exact duplicate: 17535,
+    ...)"; realigned answers are mentioned for QA only."""
     lines, seen = [], set()
+    record = _RECORD_NAMES.get(data.kind, "example")
     for split, report in data.reports.items():
         if id(report) in seen or not (report.skipped or report.realigned):
             continue
         seen.add(id(report))
-        reasons = ", ".join(f"{n} {reason}" for reason, n in report.reasons.most_common())
-        lines.append(
-            f"{data.name} {split}: skipped {report.skipped} record(s), realigned {report.realigned} "
-            f"answer(s) ({reasons})"
-        )
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in report.reasons.most_common())
+        where = "(before splitting)" if split == "all" else split
+        done = f"dropped {report.skipped} {record}{'' if report.skipped == 1 else 's'}"
+        if data.kind == "qa":
+            done += f", realigned {report.realigned} answer{'' if report.realigned == 1 else 's'}"
+        lines.append(f"{data.name} {where}: {done} ({reasons})")
     return lines
 
 

@@ -163,6 +163,12 @@ def _peoples_daily_sentences() -> tuple[tuple[tuple[tuple[str, str], ...], ...],
     return tuple(paragraphs)
 
 
+def forget_parsed_corpus() -> None:
+    """Drop the cached parse (~160 MB): for a caller that read a task only to check it, before
+    work that needs the memory (the demo checks its tasks, then pretrains)."""
+    _peoples_daily_sentences.cache_clear()
+
+
 def bmes_tags(words: list[str]) -> list[str]:
     """Segmentation tags per character: S for a one-character word, else B M... E."""
     tags = []
