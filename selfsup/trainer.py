@@ -157,6 +157,7 @@ class RunningMetrics:
 
     loss: dict[str, float] = field(default_factory=dict)
     correct: dict[str, float] = field(default_factory=dict)
+    top5: dict[str, float] = field(default_factory=dict)
     count: dict[str, int] = field(default_factory=dict)
     tokens: int = 0
 
@@ -171,6 +172,8 @@ class RunningMetrics:
             self.count[name] = self.count.get(name, 0) + term.count
             if term.num_correct is not None:
                 self.correct[name] = self.correct.get(name, 0.0) + float(term.num_correct)
+            if term.num_top5 is not None:
+                self.top5[name] = self.top5.get(name, 0.0) + float(term.num_top5)
         return total
 
     def summary(self, prefix: str = "") -> dict[str, float]:
@@ -180,6 +183,8 @@ class RunningMetrics:
             out[f"{prefix}{name}_loss"] = total / n
             if name in self.correct:
                 out[f"{prefix}{name}_accuracy"] = self.correct[name] / n
+            if name in self.top5:
+                out[f"{prefix}{name}_top5_accuracy"] = self.top5[name] / n
         return out
 
 
@@ -293,14 +298,22 @@ def train(
     step = 0
     # the newest checkpoint that passes its checksums (a corrupt newer one is named on stderr)
     state = load_newest_intact(checkpoints, model, optimizer) if resume else None
+    trained_before = 0.0  # seconds of this run before a resume (its checkpoint says)
     if state is not None:
         step = state["step"]
+        trained_before = float(state.get("elapsed_s", 0.0))
         _set_rng_state(state["rng"])
         _truncate_metrics(metrics_path, step)
     else:
         torch.manual_seed(cfg.seed)  # dropout stream; weights were initialised by the caller
         metrics_path.unlink(missing_ok=True)
     eval_set = data.eval_batches(cfg.eval_batches)
+
+    started = time.perf_counter()
+
+    def elapsed_seconds() -> float:
+        """Wall seconds this run has spent in training and evaluation, resumes included."""
+        return trained_before + time.perf_counter() - started
 
     def log(record: dict[str, Any]) -> None:
         with metrics_path.open("a") as f:
@@ -314,7 +327,7 @@ def train(
             at,
             model,
             optimizer,
-            {"step": at, "rng": _rng_state()},
+            {"step": at, "rng": _rng_state(), "elapsed_s": elapsed_seconds()},
             cfg.keep_checkpoints,
         )
         nonlocal last_checkpoint
@@ -383,7 +396,7 @@ def train(
             last_eval = evaluate(model, eval_set, device, cfg.precision)
             if eval_extra is not None:
                 last_eval.update(eval_extra(model))
-            log({"step": step, **last_eval})
+            log({"step": step, "elapsed_s": round(elapsed_seconds(), 2), **last_eval})
             bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in last_eval.items()))
         overdue = 0 < cfg.checkpoint_seconds <= time.perf_counter() - last_checkpoint
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or overdue:

@@ -47,8 +47,9 @@ def test_no_position_sees_the_future():
     assert (a[:, 7:] - b[:, 7:]).abs().amax(-1).min() > 1e-4  # and every later one does
 
 
-def test_incremental_cache_equals_full_forward():
-    model = _model()
+@pytest.mark.parametrize("positions", ["learned", "rotary"])
+def test_incremental_cache_equals_full_forward(positions):
+    model = _model(tiny_gpt_config(position_encoding=positions))
     ids = torch.randint(0, 99, (1, 12))
     with torch.no_grad():
         full = model.logits(ids)

@@ -5,15 +5,19 @@ import torch
 
 from selfsup.errors import UserError
 from selfsup.models.bert import BertModel
-from selfsup.models.transformer import TransformerConfig
+from selfsup.models.transformer import TransformerConfig, rotate
 from selfsup.objectives.mlm import MaskedLMHead, masked_lm_loss
 
 TINY = dict(vocab_size=99, hidden_size=32, num_layers=2, num_heads=4, max_position=64)
 
 
-@pytest.mark.parametrize("norm", ["post", "pre"])
-def test_shapes_and_padding_invariance(norm):
-    model = BertModel(TransformerConfig(**TINY, norm_position=norm)).eval()
+@pytest.mark.parametrize(
+    "norm, positions", [("post", "learned"), ("pre", "learned"), ("pre", "rotary")]
+)
+def test_shapes_and_padding_invariance(norm, positions):
+    model = BertModel(
+        TransformerConfig(**TINY, norm_position=norm, position_encoding=positions)
+    ).eval()
     lengths = [5, 12, 9]
     T = max(lengths)
     ids = torch.randint(5, 99, (3, T))
@@ -67,3 +71,51 @@ def test_sparse_mlm_loss_equals_dense():
     )
     torch.testing.assert_close(result.loss_sum, dense)
     assert result.num_masked == 3 and result.logits.shape == (3, 99)
+
+
+def test_rotary_scores_depend_on_the_offset_only():
+    """q(p) . k(p') after rotation is a function of p - p': shifting both positions by the same
+    amount leaves every score unchanged (float64 inputs; the angles are computed in float32, whose
+    rounding at angles up to ~60 rad is ~4e-6 rad: scores of unit-size vectors agree to ~1e-5)."""
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 2, 6, 8, dtype=torch.float64, generator=g)
+    k = torch.randn(1, 2, 6, 8, dtype=torch.float64, generator=g)
+    scores = rotate(q) @ rotate(k).transpose(-1, -2)
+    shifted = rotate(q, 50) @ rotate(k, 50).transpose(-1, -2)
+    torch.testing.assert_close(shifted, scores, atol=1e-4, rtol=0)
+    assert not torch.allclose(rotate(q), q)  # position 0 stays, the others turn
+    torch.testing.assert_close(rotate(q)[..., 0, :], q[..., 0, :])
+    # a rotation keeps every vector's length
+    torch.testing.assert_close(rotate(q, 7).norm(dim=-1), q.norm(dim=-1))
+
+
+def test_a_rotary_encoder_has_no_position_table_and_sees_order():
+    model = BertModel(TransformerConfig(**TINY, position_encoding="rotary")).eval()
+    assert model.embeddings.positions is None
+    assert not any("positions" in name for name in model.state_dict())
+    ids = torch.tensor([[5, 6, 7, 8]])
+    swapped = torch.tensor([[6, 5, 7, 8]])
+    # without positions attention is order-blind; with rotary the swap changes token 7's vector
+    assert (model(ids)[0, 2] - model(swapped)[0, 2]).abs().max() > 1e-6
+    with pytest.raises(UserError, match="max_position"):
+        model(torch.zeros(1, 65, dtype=torch.long))
+
+
+def test_rotary_needs_an_even_head_width():
+    with pytest.raises(UserError, match="even head width"):
+        TransformerConfig(
+            **(TINY | dict(hidden_size=36, num_heads=4)), position_encoding="rotary"
+        ).validate()
+
+
+def test_top5_counts_the_label_among_the_five_highest_scores():
+    head = MaskedLMHead(4, 10, 1e-12)
+    labels = torch.full((1, 3), -100)
+    labels[0, 0], labels[0, 1], labels[0, 2] = 9, 4, 0
+    hidden = torch.randn(1, 3, 4)
+    result = masked_lm_loss(head, hidden, torch.randn(10, 4), labels)
+    ranks = result.logits.argsort(-1, descending=True)
+    targets = torch.tensor([9, 4, 0])
+    expected_top5 = sum(int(t in r[:5]) for t, r in zip(targets, ranks))
+    assert int(result.num_top5) == expected_top5
+    assert int(result.num_correct) == int((ranks[:, 0] == targets).sum())

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import assert_resume_is_exact
+from helpers import Killed, assert_resume_is_exact, kill_after_checkpoint
 from safetensors.torch import load_file
 
 from selfsup.batch import IGNORE_INDEX
@@ -203,3 +203,43 @@ def test_the_loop_hands_freed_memory_back_to_the_os(tmp_path, monkeypatch):
     assert calls == [0] * 4  # after each step and once at the end
     monkeypatch.undo()
     trainer.release_freed_memory()  # the real one: malloc_trim on glibc, else nothing
+
+
+def test_evaluations_record_the_runs_wall_time_across_a_resume(tmp_path, monkeypatch):
+    """elapsed_s counts the run's training and evaluation time; a resumed process (its clock
+    starting again at 0) continues from the checkpoint's count, so learning curves against wall
+    time stay right after Ctrl-C."""
+    import selfsup.trainer as trainer
+
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1.0
+        return now[0]
+
+    monkeypatch.setattr(trainer.time, "perf_counter", clock)
+    cfg = TrainConfig(steps=6, batch_size=2, eval_every=2, checkpoint_every=4, progress=False)
+
+    def run(resume: bool, on_checkpoint=None) -> None:
+        torch.manual_seed(0)
+        train(
+            BertPretrainer(CFG, ["mlm"]),
+            RandomData(),
+            cfg,
+            tmp_path,
+            resume,
+            None,
+            None,
+            on_checkpoint,
+        )
+
+    with pytest.raises(Killed):
+        run(False, kill_after_checkpoint(4))
+    now[0] = 0.0  # a new process
+    run(True)
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [(r["step"], r["elapsed_s"]) for r in records if "elapsed_s" in r]
+    assert [step for step, _ in evaluations] == [2, 4, 6]
+    seconds = [s for _, s in evaluations]
+    assert seconds == sorted(seconds) and seconds[0] > 0
+    assert seconds[2] > seconds[1] + 1  # the resume added to the count, never restarted it

@@ -57,6 +57,19 @@ class Instances:
         return np.append(pieces, self.ends[i])
 
 
+def packed_instances(store: TokenStore, max_tokens: int) -> Instances:
+    """Windows of exactly max_tokens tokens (the last may be shorter) over the whole token stream,
+    across sentence and document boundaries (RoBERTa's FULL-SENTENCES, cramming's packing): no
+    padding, so every token a step computes is one it learns from. For MLM alone; sentence-pair
+    objectives need instances that end at sentence boundaries (`build_instances`)."""
+    total = int(store.sentence_offsets[-1])
+    starts = np.arange(0, total, max_tokens, dtype=np.int64)
+    ends = np.minimum(starts + max_tokens, total)
+    document_starts = np.asarray(store.sentence_offsets)[np.asarray(store.document_offsets)[:-1]]
+    documents = np.searchsorted(document_starts, starts, side="right") - 1
+    return Instances(starts, ends, documents, np.arange(len(starts) + 1), starts.copy())
+
+
 def build_instances(store: TokenStore, max_tokens: int) -> Instances:
     """Pack consecutive sentences of each document into instances of at most max_tokens tokens."""
     sentence_offsets = np.asarray(store.sentence_offsets)
@@ -99,6 +112,7 @@ class BertPretrainingBatches:
         max_seq_len: int,
         batch_size: int,
         seed: int,
+        pack: bool = False,
     ) -> None:
         self.store = store
         self.special = special
@@ -113,7 +127,13 @@ class BertPretrainingBatches:
         self.max_tokens = max_seq_len - (3 if self.pairs else 2)
         if self.max_tokens < 2:
             raise UserError(f"data.max_seq_len={max_seq_len} is too short for these objectives")
-        self.instances = build_instances(store, self.max_tokens)
+        if pack and self.pairs:
+            raise UserError(
+                "data.pack=true fills windows across sentence boundaries; nsp and sop need "
+                "sentence pairs: use data.pack=false with them"
+            )
+        build = packed_instances if pack else build_instances
+        self.instances = build(store, self.max_tokens)
         if self.pairs:  # a pair needs two tokens to split
             keep = np.flatnonzero(self.instances.ends - self.instances.starts >= 2)
             self.order_pool = keep

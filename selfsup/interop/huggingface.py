@@ -282,6 +282,11 @@ def config_to_hf(
             f"model.norm_position={cfg.norm_position!r}: Hugging Face's BERT applies layer norm "
             "after each residual (post-LN) only, so a pre-LN model cannot be exported to it"
         )
+    if cfg.position_encoding != "learned":
+        raise UserError(
+            f"model.position_encoding={cfg.position_encoding!r}: Hugging Face's BERT has a table "
+            "of absolute positions only, so a rotary model cannot be exported to it"
+        )
     out = {
         "architectures": list(architectures),
         "model_type": "bert",

@@ -24,20 +24,27 @@ class BertEmbeddings(nn.Module):
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
         self.tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.positions = nn.Embedding(cfg.max_position, cfg.hidden_size)
+        # rotary positions are applied inside attention: no table
+        self.max_position = cfg.max_position
+        self.positions = (
+            nn.Embedding(cfg.max_position, cfg.hidden_size)
+            if cfg.position_encoding == "learned"
+            else None
+        )
         self.segments = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
         T = input_ids.shape[1]
-        if T > self.positions.num_embeddings:
+        if T > self.max_position:
             raise UserError(
-                f"sequence of {T} tokens is longer than the position table "
-                f"(model.max_position={self.positions.num_embeddings})"
+                f"sequence of {T} tokens is longer than the model reads "
+                f"(model.max_position={self.max_position})"
             )
-        positions = torch.arange(T, device=input_ids.device)
-        x = self.tokens(input_ids) + self.positions(positions)[None]
+        x = self.tokens(input_ids)
+        if self.positions is not None:
+            x = x + self.positions(torch.arange(T, device=input_ids.device))[None]
         if token_type_ids is not None:
             x = x + self.segments(token_type_ids)
         else:

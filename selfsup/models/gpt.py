@@ -42,7 +42,11 @@ class CausalDecoder(nn.Module):
         super().__init__()
         cfg.validate()
         self.config = cfg
-        self.positions = nn.Embedding(cfg.max_position, cfg.hidden_size)
+        self.positions = (  # rotary positions are applied inside attention: no table
+            nn.Embedding(cfg.max_position, cfg.hidden_size)
+            if cfg.position_encoding == "learned"
+            else None
+        )
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.final_norm = (
@@ -56,11 +60,12 @@ class CausalDecoder(nn.Module):
         T = x.shape[1]
         if past + T > self.config.max_position:
             raise UserError(
-                f"sequence of {past + T} tokens is longer than the position table "
+                f"sequence of {past + T} tokens is longer than the model reads "
                 f"(model.max_position={self.config.max_position})"
             )
-        positions = torch.arange(past, past + T, device=x.device)
-        x = self.dropout(x + self.positions(positions)[None])
+        if self.positions is not None:
+            x = x + self.positions(torch.arange(past, past + T, device=x.device))[None]
+        x = self.dropout(x)
         for i, layer in enumerate(self.layers):
             x = layer(x, is_causal=True, kv_cache=kv_caches[i] if kv_caches else None)
         return self.final_norm(x)  # (B, T, C)

@@ -31,7 +31,12 @@ class TransformerConfig:
     num_layers: int = option(2, "number of transformer blocks")
     num_heads: int = option(4, "attention heads per block (hidden_size must divide by it)")
     intermediate_size: int = option(0, "width of the feed-forward layer; 0 means 4 * hidden_size")
-    max_position: int = option(128, "size of the learned position table: the longest sequence")
+    max_position: int = option(128, "the longest sequence (size of the learned position table)")
+    position_encoding: Literal["learned", "rotary"] = option(
+        "learned",
+        "learned: a table of absolute position vectors (BERT, GPT-2); rotary: queries and keys "
+        "rotated by their position (RoFormer), so attention sees relative offsets from the start",
+    )
     type_vocab_size: int = option(2, "number of segment ids (2: sentence A and B)")
     dropout: float = option(0.1, "dropout on embeddings, attention output and feed-forward")
     attention_dropout: float = option(0.1, "dropout on attention probabilities")
@@ -51,6 +56,11 @@ class TransformerConfig:
         for name in (*sizes, "type_vocab_size"):
             if getattr(self, name) <= 0:
                 raise UserError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.position_encoding == "rotary" and (self.hidden_size // self.num_heads) % 2:
+            raise UserError(
+                "model.position_encoding=rotary needs an even head width "
+                f"(hidden_size / num_heads = {self.hidden_size // self.num_heads})"
+            )
         if self.intermediate_size < 0:
             raise UserError(
                 f"model.intermediate_size must be >= 0 (0: 4 * hidden_size), "
@@ -73,12 +83,30 @@ class TransformerConfig:
             )
 
 
+def rotate(x: torch.Tensor, first_position: int = 0, base: float = 10000.0) -> torch.Tensor:
+    """Rotary position embedding (Su et al. 2021, RoFormer): each pair of channels (i, i + D/2) of
+    the vector at position p is rotated by the angle p * base^(-2i/D). The dot product of a query
+    at p and a key at p' then depends on p - p' only: attention learns "the next character" once
+    for every position, where a learned table must learn it position by position.
+
+    x (B, H, T, D) -> (B, H, T, D); positions first_position .. first_position + T - 1.
+    """
+    T, D = x.shape[-2], x.shape[-1]
+    inverse_frequency = base ** (-torch.arange(0, D, 2, device=x.device, dtype=torch.float32) / D)
+    positions = torch.arange(first_position, first_position + T, device=x.device)
+    angles = positions[:, None].float() * inverse_frequency[None]  # (T, D/2)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., : D // 2], x[..., D // 2 :]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with one fused q/k/v projection."""
 
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
         self.num_heads = cfg.num_heads
+        self.rotary = cfg.position_encoding == "rotary"
         self.qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
         self.out = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.attention_dropout = cfg.attention_dropout
@@ -96,6 +124,9 @@ class SelfAttention(nn.Module):
         q, k, v = (
             t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v)
         )
+        if self.rotary:  # new tokens continue the cached ones
+            past = kv_cache.length if kv_cache is not None else 0
+            q, k = rotate(q, past), rotate(k, past)
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)
             # new queries sit at the end: a causal mask offset by the cached length

@@ -20,6 +20,7 @@ class LossTerm:
     loss_sum: torch.Tensor  # scalar, summed over `count` items
     count: int
     num_correct: torch.Tensor | None = None  # for an accuracy, when the term is a classification
+    num_top5: torch.Tensor | None = None  # items whose label is among the 5 highest scores
 
 
 @dataclass

@@ -31,7 +31,7 @@ class MaskedLM(nn.Module):
 
     def forward(self, encoder: BertModel, hidden: torch.Tensor, batch: dict) -> LossTerm:
         r = masked_lm_loss(self.head, hidden, encoder.word_embeddings.weight, batch["mlm_labels"])
-        return LossTerm(r.loss_sum, r.num_masked, r.num_correct)
+        return LossTerm(r.loss_sum, r.num_masked, r.num_correct, r.num_top5)
 
 
 class _PairObjective(nn.Module):

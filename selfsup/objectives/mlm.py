@@ -40,6 +40,7 @@ class MaskedLMResult:
     loss_sum: torch.Tensor  # summed over masked positions (normalised by the trainer)
     num_masked: int
     num_correct: torch.Tensor
+    num_top5: torch.Tensor  # the hidden token among the 5 most likely
     logits: torch.Tensor  # (M, V) at the masked positions only
 
 
@@ -54,5 +55,8 @@ def masked_lm_loss(
     targets = labels[where]  # (M,)
     logits = head(hidden_states[where], word_embeddings)  # (M, C) -> (M, V)
     loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
-    correct = (logits.argmax(-1) == targets).sum()
-    return MaskedLMResult(loss_sum, int(targets.numel()), correct, logits)
+    with torch.no_grad():
+        top5 = logits.topk(min(5, logits.shape[-1]), dim=-1).indices  # (M, 5)
+        correct = (top5[:, 0] == targets).sum()
+        in_top5 = (top5 == targets[:, None]).any(-1).sum()
+    return MaskedLMResult(loss_sum, int(targets.numel()), correct, in_top5, logits)

@@ -92,6 +92,11 @@ class DataConfig:
     text_field: str = option("text", "JSONL field that holds a document's text")
     max_seq_len: int = option(128, "tokens per training sequence, [CLS] and [SEP] included")
     heldout_fraction: float = option(0.01, "share of documents held out for evaluation")
+    pack: bool = option(
+        False,
+        "bert with mlm alone: fill every training sequence to max_seq_len across sentence and "
+        "document ends (no padding); held-out evaluation keeps whole sentences",
+    )
     word_segmenter: Literal["auto", "jieba", "none"] = option(
         "auto", "word boundaries for whole-word masking: auto = the corpus's own when it has them"
     )
@@ -377,7 +382,7 @@ def bert_batches(cfg: PretrainConfig, tokenizer, train_store, valid_store):
     """BERT's batches (masks, pairs) and the held-out unigram / majority baselines."""
     special = special_ids(tokenizer)
 
-    def batches(store, seed, masking):
+    def batches(store, seed, masking, pack=False):
         return BertPretrainingBatches(
             store,
             special,
@@ -386,12 +391,13 @@ def bert_batches(cfg: PretrainConfig, tokenizer, train_store, valid_store):
             cfg.data.max_seq_len,
             cfg.train.batch_size,
             seed,
+            pack,
         )
 
     # held-out masks are BERT's standard 15% / 80-10-10 whatever the training masks, so held-out
     # accuracy compares across runs (only whole-word choice follows the training config)
     eval_masking = MaskingConfig(whole_word=cfg.masking.whole_word)
-    train_data = batches(train_store, cfg.train.seed, cfg.masking)
+    train_data = batches(train_store, cfg.train.seed, cfg.masking, cfg.data.pack)
     valid_data = batches(valid_store, cfg.train.seed, eval_masking)
 
     baseline = heldout_baselines(
