@@ -286,8 +286,13 @@ def train(
     after_step: Callable[[nn.Module, int], None] | None = None,
     eval_extra: Callable[[nn.Module], dict[str, float]] | None = None,
     on_checkpoint: Callable[[int], None] | None = None,
+    started: float | None = None,
 ) -> dict[str, float]:
-    """Train `model` for cfg.steps optimizer steps, writing to run_dir; return the last eval metrics."""
+    """Train `model` for cfg.steps optimizer steps, writing to run_dir; return the last eval metrics.
+
+    Evaluations record `elapsed_s`, the run's wall seconds so far: counted from `started` (a
+    `time.perf_counter()` value; the caller's start, so reading and tokenizing data count too) or
+    from this call, plus what the resumed checkpoint had counted."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -309,7 +314,7 @@ def train(
         metrics_path.unlink(missing_ok=True)
     eval_set = data.eval_batches(cfg.eval_batches)
 
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
 
     def elapsed_seconds() -> float:
         """Wall seconds this run has spent in training and evaluation, resumes included."""

@@ -141,6 +141,20 @@ def test_kill_minus_9_then_resume_equals_uninterrupted_run(tmp_path):
     final = json.loads((cut / "final_metrics.json").read_text())
     assert f"| held-out SOP accuracy | {final['eval_sop_accuracy']:.3f} |" in table
     assert "SOP balanced accuracy" in table and "held-out MLM accuracy" in table
+    assert f"| held-out MLM top-5 accuracy | {final['eval_mlm_top5_accuracy']:.3f} |" in table
+
+    # the curve: one point per evaluation, minutes rising across the kill and the resume
+    from selfsup.experiments.pretraining_report import heldout_curve, plot_curves
+
+    curve = heldout_curve(cut)
+    evaluations = [json.loads(x) for x in (cut / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [r for r in evaluations if "eval_mlm_accuracy" in r]
+    assert [a for _, a, _ in curve] == [r["eval_mlm_accuracy"] for r in evaluations]
+    minutes = [m for m, _, _ in curve]
+    assert minutes == sorted(minutes) and minutes[0] > 0
+    assert final["eval_mlm_top5_accuracy"] >= final["eval_mlm_accuracy"]
+    plot_curves([cut, tmp_path / "full"], tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 0
 
 
 def _bad_utf8(tmp_path):

@@ -1,11 +1,17 @@
 """Did pretraining learn anything? A report on a finished pretraining run.
 
 `python -m selfsup.experiments.pretraining_report RUN` prints:
-- held-out MLM accuracy and perplexity next to the best unigram baseline (always predicting the
-  most frequent training token) on the *same* held-out masks;
+- held-out MLM accuracy (top 1 and top 5) and perplexity next to the best unigram baseline (always
+  predicting the most frequent training token) on the *same* held-out masks;
 - NSP and SOP accuracy next to chance (the majority label of the held-out pairs);
+- the fixed cloze list (`selfsup.evaluation.cloze`, for a run on Chinese text): how many hidden
+  characters come back in the top 5;
 - fill-mask on held-out sentences: one character of each is masked (seeded), and we show the
   model's top 5 and whether the hidden character is among them.
+
+With `--curve PNG [--compare RUN ...]` it also draws held-out MLM accuracy against the run's wall
+time (minutes since the run started, reading and tokenizing the corpus included) for this run and
+the others, so two presets can be compared at equal time.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from selfsup.data.text import CJK_UNIFIED, is_cjk
 from selfsup.data.token_store import TokenStore
 from selfsup.data.tokenizer import Tokenizer
 from selfsup.errors import UserError
+from selfsup.evaluation.cloze import describe_cloze, run_cloze
 from selfsup.inference.fill_mask import fill_mask, load_pretrained
 from selfsup.recipes.text import special_ids
+from selfsup.reporting import pyplot, save_figure
 
 
 def heldout_sentences(run_dir: Path, count: int, seed: int) -> list[str]:
@@ -111,6 +119,45 @@ def pair_scores(run_dir: Path) -> dict[str, tuple[float, float, float]]:
     return out
 
 
+def heldout_curve(run_dir: Path) -> list[tuple[float, float, float]]:
+    """(minutes since the run started, held-out MLM accuracy, top-5 accuracy) per evaluation."""
+    points = []
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "elapsed_s" in record and "eval_mlm_accuracy" in record:
+            points.append(
+                (
+                    record["elapsed_s"] / 60,
+                    record["eval_mlm_accuracy"],
+                    record.get("eval_mlm_top5_accuracy", float("nan")),
+                )
+            )
+    return points
+
+
+def plot_curves(runs: list[Path], path: Path) -> None:
+    """Held-out MLM accuracy vs wall minutes, one line per run (runs without timed evaluations,
+    from before elapsed_s was recorded, are skipped with a note)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for run_dir in runs:
+        points = heldout_curve(run_dir)
+        if not points:
+            print(f"note: {run_dir} has no timed evaluations; left out of {path}", file=sys.stderr)
+            continue
+        minutes, accuracy, _ = zip(*points)
+        ax.plot(minutes, accuracy, marker="o", markersize=3, label=run_dir.name)
+    ax.set(
+        xlabel="wall-clock minutes (data preparation included)",
+        ylabel="held-out MLM accuracy (15% masks)",
+        title="BERT pretraining on People's Daily",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
 def report(run_dir: str | Path, count: int = 12, seed: int = 0) -> str:
     run_dir = Path(run_dir)
     metrics_path = run_dir / "final_metrics.json"
@@ -122,6 +169,8 @@ def report(run_dir: str | Path, count: int = 12, seed: int = 0) -> str:
         out.append(
             f"| held-out MLM accuracy | {m['eval_mlm_accuracy']:.3f} | {m['eval_mlm_unigram_accuracy']:.3f} (most frequent token) |"
         )
+        if "eval_mlm_top5_accuracy" in m:
+            out.append(f"| held-out MLM top-5 accuracy | {m['eval_mlm_top5_accuracy']:.3f} | |")
         out.append(f"| held-out MLM perplexity | {m['eval_mlm_perplexity']:.1f} | |")
     for name, (acc, share, balanced) in pair_scores(run_dir).items():
         out.append(
@@ -130,6 +179,10 @@ def report(run_dir: str | Path, count: int = 12, seed: int = 0) -> str:
         out.append(
             f"| held-out {name.upper()} balanced accuracy | {balanced:.3f} | 0.500 (chance) |"
         )
+    run = load_pretrained(run_dir)
+    if "mlm" in run.config.objectives and run.config.data.corpus == "peoples-daily":
+        out += ["", "cloze check (the fixed list in selfsup/evaluation/cloze.py):"]
+        out += describe_cloze(run_cloze(run))
     lines, top1, top5 = fill_mask_table(run_dir, count, seed)
     out += [
         "",
@@ -149,9 +202,18 @@ def main(argv: list[str] | None = None) -> int:
         "--sentences", type=int, default=12, help="held-out sentences to fill (default 12)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--curve", metavar="PNG", help="draw held-out MLM accuracy vs wall minutes into PNG"
+    )
+    parser.add_argument(
+        "--compare", nargs="*", default=[], metavar="RUN", help="other runs to draw beside it"
+    )
     args = parser.parse_args(argv)
     try:
         print(report(args.run, args.sentences, args.seed))
+        if args.curve:
+            plot_curves([Path(args.run), *map(Path, args.compare)], Path(args.curve))
+            print(f"curve: {args.curve}")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

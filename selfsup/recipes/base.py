@@ -27,6 +27,7 @@ TrainSpec and solo-learn's method registry play this part in those projects):
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,7 @@ def _set_up(recipe: Recipe, cfg: Any, run: RunFolder, resume: bool) -> dict[str,
 
 
 def _run_claimed(recipe: Recipe, cfg: Any, run: RunFolder, resume: bool) -> dict[str, float]:
+    started = time.perf_counter()  # the run's wall time includes preparing its data
     state = _set_up(recipe, cfg, run, resume)
     plan = recipe.data(cfg, run, state)
     model = initialised_model(recipe, cfg, plan.state)
@@ -149,6 +151,7 @@ def _run_claimed(recipe: Recipe, cfg: Any, run: RunFolder, resume: bool) -> dict
         after_step=plan.after_step,
         eval_extra=plan.eval_extra,
         on_checkpoint=plot,
+        started=started,
     )
     plot(cfg.train.steps)
     metrics = recipe.finish(cfg, run, model, plan, metrics)
