@@ -229,19 +229,30 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def run_config_changes(cfg: Any, path: str | Path) -> list[str]:
-    """What `cfg` changes in the run config saved at `path`, beyond RESUMABLE_CHANGES, as
-    "key: saved -> wanted" (none when nothing is saved)."""
+def config_differences(cfg: Any, path: str | Path, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Every key whose value in `cfg` differs from the config saved at `path`, as
+    "key: saved -> wanted" (none when nothing is saved). Keys starting with one of `ignore` are
+    not compared (e.g. "model." for sizes a run's setup fills in), nor keys the saved file lacks
+    (options added since)."""
     path = Path(path)
     if not path.exists():
         return []
     saved = _flat(json.loads(path.read_text(encoding="utf-8")))
     wanted = _flat(json.loads(json.dumps(to_dict(cfg))))  # as it would be saved
-    # a key the saved file lacks is an option added since: it is not compared
     return [
         f"{key}: {saved[key]!r} -> {wanted.get(key)!r}"
         for key in sorted(saved)
-        if saved[key] != wanted.get(key) and key not in RESUMABLE_CHANGES
+        if saved[key] != wanted.get(key) and not key.startswith(ignore)
+    ]
+
+
+def run_config_changes(cfg: Any, path: str | Path) -> list[str]:
+    """What `cfg` changes in the run config saved at `path`, beyond RESUMABLE_CHANGES, as
+    "key: saved -> wanted" (none when nothing is saved)."""
+    return [
+        change
+        for change in config_differences(cfg, path)
+        if change.split(":", 1)[0] not in RESUMABLE_CHANGES
     ]
 
 

