@@ -5,7 +5,7 @@ import torch
 
 from selfsup.errors import UserError
 from selfsup.models.bert import BertModel
-from selfsup.models.transformer import TransformerConfig, rotate
+from selfsup.models.transformer import TransformerConfig, rotary_tables, rotate
 from selfsup.objectives.mlm import MaskedLMHead, masked_lm_loss
 
 TINY = dict(vocab_size=99, hidden_size=32, num_layers=2, num_heads=4, max_position=64)
@@ -75,18 +75,19 @@ def test_sparse_mlm_loss_equals_dense():
 
 def test_rotary_scores_depend_on_the_offset_only():
     """q(p) . k(p') after rotation is a function of p - p': shifting both positions by the same
-    amount leaves every score unchanged (float64 inputs; the angles are computed in float32, whose
-    rounding at angles up to ~60 rad is ~4e-6 rad: scores of unit-size vectors agree to ~1e-5)."""
+    amount leaves every score unchanged (float64 inputs; the tables are float32, whose rounding,
+    ~6e-8 relative, moves a score of a few units by ~1e-6)."""
     g = torch.Generator().manual_seed(0)
     q = torch.randn(1, 2, 6, 8, dtype=torch.float64, generator=g)
     k = torch.randn(1, 2, 6, 8, dtype=torch.float64, generator=g)
-    scores = rotate(q) @ rotate(k).transpose(-1, -2)
-    shifted = rotate(q, 50) @ rotate(k, 50).transpose(-1, -2)
-    torch.testing.assert_close(shifted, scores, atol=1e-4, rtol=0)
-    assert not torch.allclose(rotate(q), q)  # position 0 stays, the others turn
-    torch.testing.assert_close(rotate(q)[..., 0, :], q[..., 0, :])
+    cos, sin = rotary_tables(64, 8)
+    scores = rotate(q, cos, sin) @ rotate(k, cos, sin).transpose(-1, -2)
+    shifted = rotate(q, cos, sin, 50) @ rotate(k, cos, sin, 50).transpose(-1, -2)
+    torch.testing.assert_close(shifted, scores, atol=1e-5, rtol=0)
+    assert not torch.allclose(rotate(q, cos, sin), q)  # position 0 stays, the others turn
+    torch.testing.assert_close(rotate(q, cos, sin)[..., 0, :], q[..., 0, :])
     # a rotation keeps every vector's length
-    torch.testing.assert_close(rotate(q, 7).norm(dim=-1), q.norm(dim=-1))
+    torch.testing.assert_close(rotate(q, cos, sin, 7).norm(dim=-1), q.norm(dim=-1))
 
 
 def test_a_rotary_encoder_has_no_position_table_and_sees_order():

@@ -68,5 +68,16 @@ def test_a_packed_batch_has_no_padding_and_reads_the_corpus_in_order(tmp_path):
 
 def test_packing_refuses_sentence_pair_objectives(tmp_path):
     store, special = _store(tmp_path)
-    with pytest.raises(UserError, match="data.pack"):
+    with pytest.raises(UserError, match="data.pack=true .* sop needs pairs"):
         BertPretrainingBatches(store, special, ["mlm", "sop"], MaskingConfig(), 16, 4, 0, True)
+
+
+def test_the_small_preset_with_sop_fails_before_any_work(tmp_path, capsys):
+    """The preset packs; asking it for sop is one line at once, not after tokenizing."""
+    from selfsup.cli import main
+
+    out = tmp_path / "run"
+    code = main(["pretrain", "--preset", "small", "--objectives", "mlm,sop", "--out", str(out)])
+    assert code == 2
+    assert "add data.pack=false" in capsys.readouterr().err
+    assert not (out / "run.json").exists() and not (out / "config.json").exists()

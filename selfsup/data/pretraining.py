@@ -100,6 +100,17 @@ def build_instances(store: TokenStore, max_tokens: int) -> Instances:
     )
 
 
+def check_packing(objectives: list[str], pack: bool) -> None:
+    """Packed windows cross sentence ends; NSP and SOP need pairs of whole sentences."""
+    pairs = sorted(PAIR_OBJECTIVES & set(objectives))
+    if pack and pairs:
+        raise UserError(
+            f"data.pack=true fills windows across sentence ends, but {' and '.join(pairs)} "
+            f"need{'s' if len(pairs) == 1 else ''} pairs of whole sentences: add "
+            "data.pack=false (or train mlm alone)"
+        )
+
+
 class BertPretrainingBatches:
     """Random access to pretraining micro-batches: `batch(i)` for training, `eval_batches()`."""
 
@@ -127,11 +138,7 @@ class BertPretrainingBatches:
         self.max_tokens = max_seq_len - (3 if self.pairs else 2)
         if self.max_tokens < 2:
             raise UserError(f"data.max_seq_len={max_seq_len} is too short for these objectives")
-        if pack and self.pairs:
-            raise UserError(
-                "data.pack=true fills windows across sentence boundaries; nsp and sop need "
-                "sentence pairs: use data.pack=false with them"
-            )
+        check_packing(objectives, pack)
         build = packed_instances if pack else build_instances
         self.instances = build(store, self.max_tokens)
         if self.pairs:  # a pair needs two tokens to split

@@ -27,7 +27,7 @@ from selfsup.config import load_config, option
 from selfsup.data.catalog import corpus_identity, resolve_corpus
 from selfsup.data.clm import CausalLMBatches, clm_stream, ngram_heldout_loss
 from selfsup.data.masking import MaskingConfig
-from selfsup.data.pretraining import BertPretrainingBatches, SpecialIds
+from selfsup.data.pretraining import BertPretrainingBatches, SpecialIds, check_packing
 from selfsup.data.token_store import TokenStore, prepare_corpus
 from selfsup.data.tokenizer import Tokenizer, train_tokenizer
 from selfsup.errors import UserError
@@ -123,6 +123,8 @@ class PretrainConfig:
             self.objectives or DEFAULT_OBJECTIVES[self.arch], ARCH_OBJECTIVES[self.arch], self.arch
         )
         self.masking.validate()
+        if self.arch == "bert":
+            check_packing(self.objectives, self.data.pack)
         self.model.validate()
         if self.data.max_seq_len > self.model.max_position:
             raise UserError(
@@ -172,13 +174,22 @@ def preset_tiny() -> PretrainConfig:
 
 
 def preset_small() -> PretrainConfig:
-    """The 15-minute CPU run on People's Daily: 4 layers, width 256."""
-    cfg = PretrainConfig(objectives=["mlm", "sop"])
+    """The 15-minute CPU run on People's Daily: 4 layers of width 128 with rotary positions, MLM
+    on packed windows of 64 tokens. Sized for the compute (about 1e14 FLOPs in 15 minutes on 2
+    cores): a model of ~0.8M parameters outside the embeddings sees ~4M tokens, where 4 layers of
+    width 256 at 128 tokens (the preset until 2026-12) saw 3M tokens with 4x the cost per token
+    and ended at 13.8% held-out accuracy, still near the unigram plateau. The three changes that
+    left the plateau, measured on one thread at equal steps (held-out accuracy at step 900):
+    rotary positions and packing 0.273 against 0.137 with a learned table and padded sentences."""
+    cfg = PretrainConfig(objectives=["mlm"])
     cfg.model = TransformerConfig(
-        hidden_size=256,
+        hidden_size=128,
         num_layers=4,
-        num_heads=4,
-        max_position=128,
+        num_heads=2,  # heads of width 64
+        max_position=128,  # rotary has no table: fine-tuning may read 128 tokens
+        # attention learns "the neighbouring character" once for every position, where a learned
+        # table must learn it position by position (the slow start of the old preset)
+        position_encoding="rotary",
         norm_position="pre",  # pre-LN tolerates the high learning rate a short run needs
         dropout=0.0,
         attention_dropout=0.0,  # too few steps to overfit; dropout only slows learning
@@ -188,19 +199,23 @@ def preset_small() -> PretrainConfig:
     # needs most (Wettig et al. 2023, "Should You Mask 15% in Masked Language Modeling?"); measured
     # here: 9.8% vs 6.1% held-out accuracy (15% masks) after 200 steps. Evaluation keeps BERT's 15%.
     cfg.masking.rate = 0.4
-    cfg.data.max_seq_len = 128
+    # windows filled across sentence ends (no padding: a quarter of a batch of sentences was pads)
+    # of 64 tokens: twice the optimizer steps of 128-token windows for the same compute
+    cfg.data.max_seq_len = 64
+    cfg.data.pack = True
     cfg.data.heldout_fraction = 0.02  # ~70 articles, ~37k characters: accuracy within about +-1%
     cfg.train = TrainConfig(
-        steps=750,  # ~1.05 s a step on 2 quiet cores: 750 steps and the evaluations fit 15 minutes
-        batch_size=32,
-        lr=1e-3,  # short runs want a high peak after a short warmup (cramming, Geiping 2023)
-        warmup_steps=75,
-        schedule="linear",
+        steps=4000,
+        batch_size=16,  # small batches: more steps per minute, which a short run needs most
+        lr=2e-3,  # short runs want a high peak after a short warmup (cramming, Geiping 2023)
+        warmup_steps=150,
+        schedule="linear",  # to zero at the last step: the run ends at its best
         adam_beta2=0.98,  # steadier second-moment estimate early in a short run
-        eval_every=100,
-        eval_batches=40,
-        checkpoint_every=100,
-        log_every=20,
+        eval_every=500,
+        eval_batches=80,  # the whole held-out split
+        checkpoint_every=250,
+        checkpoint_seconds=60,
+        log_every=50,
     )
     return cfg
 
