@@ -44,7 +44,8 @@ def _write_jsonl(path, records):
     return str(path)
 
 
-def test_classification_beats_chance(tmp_path, capsys):
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_classification_beats_chance(tmp_path, capsys, pooling):
     rng = random.Random(0)
 
     def example():
@@ -65,8 +66,21 @@ def test_classification_beats_chance(tmp_path, capsys):
         "--task.test_file",
         test,
         "train.steps=60",
+        f"task.pooling={pooling}",
     )
     assert metrics["test_accuracy"] > 0.9  # chance: 0.5
+
+
+def test_mean_pooling_averages_the_real_tokens_only():
+    import torch
+
+    from selfsup.tasks.classification import mean_pool
+
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])  # the last is padding
+    mask = torch.tensor([[1, 1, 0]])
+    torch.testing.assert_close(mean_pool(hidden, mask), torch.tensor([[2.0, 3.0]]))
+    # a row of padding only (never built, but no division by zero)
+    assert torch.isfinite(mean_pool(hidden, torch.zeros(1, 3, dtype=torch.long))).all()
 
 
 def test_pair_classification_beats_chance(tmp_path, capsys):

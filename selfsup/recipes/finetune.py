@@ -52,6 +52,11 @@ class TaskConfig(LabelledDataConfig):
     max_seq_len: int = option(
         FINETUNE_WINDOWS.max_seq_len, "tokens per input, [CLS] and [SEP] included"
     )
+    pooling: Literal["cls", "mean"] = option(
+        "cls",
+        "classification and pair: the sequence vector a head reads: BERT's pooled [CLS] (trained "
+        "by NSP/SOP) or the mean of the token vectors (what MLM alone trains)",
+    )
     max_question_len: int = option(FINETUNE_WINDOWS.max_question_len, "qa: question tokens kept")
     stride: int = option(
         FINETUNE_WINDOWS.stride,
@@ -110,7 +115,7 @@ def preset_tiny() -> FinetuneConfig:
 
 
 def preset_small() -> FinetuneConfig:
-    """Minutes on 2 cores, for the small pretrained BERT (width 256)."""
+    """Minutes on 2 cores, for the encoder of `selfsup pretrain --preset small`."""
     cfg = FinetuneConfig()
     cfg.train = TrainConfig(
         steps=300,

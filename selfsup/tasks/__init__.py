@@ -24,10 +24,10 @@ TaskBuilder = Callable[[Any, list[str], Any, int], Any]  # (tokenizer, labels, c
 
 TASKS: dict[str, TaskBuilder] = {
     "classification": lambda tok, labels, cfg, seed: ClassificationTask(
-        tok, labels, cfg.max_seq_len
+        tok, labels, cfg.max_seq_len, pooling=getattr(cfg, "pooling", "cls")
     ),
     "pair": lambda tok, labels, cfg, seed: ClassificationTask(
-        tok, labels, cfg.max_seq_len, pair=True
+        tok, labels, cfg.max_seq_len, pair=True, pooling=getattr(cfg, "pooling", "cls")
     ),
     "tagging": lambda tok, labels, cfg, seed: TaggingTask(tok, labels, cfg.max_seq_len),
     "qa": lambda tok, labels, cfg, seed: QuestionAnsweringTask(

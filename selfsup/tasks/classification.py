@@ -5,7 +5,10 @@ Shape legend: B batch, C width, L labels.
 Devlin et al. 2019, 4.1: "the final hidden vector C corresponding to the first input token ([CLS])
 [is] the aggregate representation. The only new parameters introduced during fine-tuning are
 classification layer weights W ∈ R^{K×H}". We read the pooled [CLS] vector (dense + tanh, part
-of the pretrained encoder, as BERT does) through dropout and one linear layer. A pair is packed as
+of the pretrained encoder, as BERT does) through dropout and one linear layer. With
+`pooling="mean"` the sequence vector is the average of its token vectors instead: those are what
+masked-LM pretraining trains, while the pooler is trained only by NSP/SOP, so after MLM alone the
+[CLS] summary must be learnt from the labels (Reimers & Gurevych 2019 average for the same reason). A pair is packed as
 `[CLS] A [SEP] B [SEP]` with segment ids 0 for A and 1 for B; when it does not fit, tokens are
 taken from the end of the longer text first.
 """
@@ -33,9 +36,18 @@ class ClassificationFeature:
     label: int  # -1 when the example has no known label
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, C) token vectors -> (B, C), the average over each row's real tokens."""
+    weights = attention_mask.to(hidden.dtype)[..., None]  # (B, T, 1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
 class SequenceClassificationHead(nn.Module):
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float) -> None:
+    def __init__(
+        self, hidden_size: int, num_labels: int, dropout: float, pooling: str = "cls"
+    ) -> None:
         super().__init__()
+        self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_labels)
 
@@ -43,7 +55,11 @@ class SequenceClassificationHead(nn.Module):
         return int(batch["labels"].numel())  # one label per sequence
 
     def logits(self, encoder: BertModel, hidden: torch.Tensor, batch: dict) -> torch.Tensor:
-        return self.classifier(self.dropout(encoder.pool(hidden)))  # (B, C) -> (B, L)
+        if self.pooling == "mean":
+            pooled = mean_pool(hidden, batch["attention_mask"])
+        else:
+            pooled = encoder.pool(hidden)
+        return self.classifier(self.dropout(pooled))  # (B, C) -> (B, L)
 
     def loss(self, encoder: BertModel, hidden: torch.Tensor, batch: dict) -> LossTerm:
         logits, labels = self.logits(encoder, hidden, batch), batch["labels"]
@@ -64,19 +80,27 @@ class ClassificationTask:
 
     kind = "classification"
 
-    def __init__(self, tokenizer, labels: list[str], max_seq_len: int, pair: bool = False) -> None:
+    def __init__(
+        self,
+        tokenizer,
+        labels: list[str],
+        max_seq_len: int,
+        pair: bool = False,
+        pooling: str = "cls",
+    ) -> None:
         self.tokenizer, self.labels, self.max_seq_len, self.pair = (
             tokenizer,
             labels,
             max_seq_len,
             pair,
         )
+        self.pooling = pooling
         self.label_ids = {label: i for i, label in enumerate(labels)}
         if pair:
             self.kind = "pair"
 
     def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
-        return SequenceClassificationHead(hidden_size, len(self.labels), dropout)
+        return SequenceClassificationHead(hidden_size, len(self.labels), dropout, self.pooling)
 
     def encode(self, examples: Sequence, training: bool) -> list[ClassificationFeature]:
         tok = self.tokenizer
