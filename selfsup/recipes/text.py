@@ -48,7 +48,7 @@ DEFAULT_OBJECTIVES = {"bert": ["mlm"], "gpt": ["clm"]}
 EPILOG = """\
 examples:
   selfsup pretrain --preset tiny --out runs/tiny                  # ~30 s: a first look
-  selfsup pretrain --preset small --out runs/pd                   # ~15 min on 2 CPU cores
+  selfsup pretrain --preset small --out runs/pd                   # ~12 min on 2 CPU cores
   selfsup pretrain --corpus my_texts/ --objectives mlm,sop --out runs/mine
   selfsup pretrain --out runs/pd --resume                         # continue after Ctrl-C / kill
   selfsup pretrain --preset small --out runs/wwm masking.whole_word=true train.steps=2000
