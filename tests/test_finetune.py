@@ -325,6 +325,7 @@ def test_task_config_keys_are_the_data_fields_then_the_model_fields():
     data_keys = list(asdict(LabelledDataConfig()))
     assert list(asdict(TaskConfig())) == data_keys + [
         "max_seq_len",
+        "pooling",
         "max_question_len",
         "stride",
         "max_answer_len",
