@@ -66,7 +66,6 @@ later runs reuse it; --prepared reads those of an existing pretraining run folde
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -80,6 +79,7 @@ import torch
 from torch import nn
 
 from selfsup.batch import IGNORE_INDEX
+from selfsup.config import parse_flat_settings
 from selfsup.data.token_store import TokenStore
 from selfsup.data.tokenizer import Tokenizer
 from selfsup.interop.convert import RunWeights, hf_state_from_run, split_run_state
@@ -441,20 +441,7 @@ def plot_curves(ours: Curve, theirs: Curve, unigram: Baseline, title: str, path:
 
 # ---------------------------------------------------------------- main
 def parse_settings(argv: Sequence[str] | None) -> Settings:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    defaults = Settings()
-    for f in dataclasses.fields(Settings):
-        default = getattr(defaults, f.name)
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        else:
-            parser.add_argument(
-                flag, type=type(default), default=default, help=f"default {default}"
-            )
-    return Settings(**vars(parser.parse_args(argv)))
+    return parse_flat_settings(Settings, argv, __doc__)
 
 
 def main(argv: Sequence[str] | None = None) -> ParityResult:

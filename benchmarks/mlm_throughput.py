@@ -68,7 +68,6 @@ runs reuse it; --prepared reads those of an existing pretraining run folder inst
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
@@ -82,11 +81,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.batch import count_labelled
+from selfsup.config import parse_flat_settings
 from selfsup.data.catalog import resolve_corpus
 from selfsup.data.pretraining import BertPretrainingBatches
 from selfsup.data.token_store import TokenStore
 from selfsup.data.tokenizer import Tokenizer
-from selfsup.interop.convert import _write_hf_tokenizer
+from selfsup.interop.convert import write_hf_tokenizer
 from selfsup.interop.huggingface import config_to_hf
 from selfsup.models.transformer import TransformerConfig
 from selfsup.objectives.base import LossTerm
@@ -200,7 +200,7 @@ def hf_tokenizer(tokenizer: Tokenizer, folder: Path, max_length: int):
     from transformers import BertTokenizerFast
 
     if not (folder / "tokenizer.json").is_file():
-        _write_hf_tokenizer(tokenizer, folder, max_length)
+        write_hf_tokenizer(tokenizer, folder, max_length)
     return BertTokenizerFast.from_pretrained(str(folder))
 
 
@@ -379,22 +379,9 @@ def results_table(rows: list[Row]) -> str:
 
 # ---------------------------------------------------------------- main
 def parse_settings(argv: Sequence[str] | None) -> Settings:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    defaults = Settings()
-    for f in dataclasses.fields(Settings):
-        default = getattr(defaults, f.name)
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        else:
-            parser.add_argument(
-                flag, type=type(default), default=default, help=f"default {default}"
-            )
-    s = Settings(**vars(parser.parse_args(argv)))
+    s = parse_flat_settings(Settings, argv, __doc__)
     if s.repeats < 1 or s.steps < 1:
-        parser.error("--repeats and --steps must be at least 1")
+        raise SystemExit("mlm_throughput.py: error: --repeats and --steps must be at least 1")
     return s
 
 

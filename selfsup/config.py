@@ -8,6 +8,7 @@ wrong type is a `UserError` naming the key and what was expected.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import json
@@ -301,3 +302,22 @@ def field_help(f: dataclasses.Field, tp: Any, default: Any = dataclasses.MISSING
     if default is dataclasses.MISSING:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
     return f"{f.metadata.get('help', '')} ({_type_name(tp)}; default: {shown_value(default)})"
+
+
+def parse_flat_settings(cls: type, argv: list[str] | None, description: str | None) -> Any:
+    """A flat dataclass of plain settings (the benchmarks') from `--field-name VALUE` flags, one
+    per field, typed by the default; a bool becomes --name / --no-name."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        default = getattr(defaults, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            parser.add_argument(
+                flag, type=type(default), default=default, help=f"default {default}"
+            )
+    return cls(**vars(parser.parse_args(argv)))

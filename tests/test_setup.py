@@ -28,9 +28,9 @@ PACKAGED_TASKS = {"sentiment", "seg", "pos", "ner"}
 
 # ---------------------------------------------------------------- the shared data folder
 def _fake_layout(tmp_path: Path, monkeypatch, checkout: bool) -> Path:
-    """selfsup's sources.py placed at tmp/top/work/repo/selfsup/data/sources.py, with a
+    """selfsup's sources.py placed at <tmp>/top/ws/repo/selfsup/data/sources.py, with a
     `shared/data` two levels above the repository (what the old upward walk picked up)."""
-    repo = tmp_path / "top" / "work" / "repo"
+    repo = tmp_path / "top" / "ws" / "repo"
     (repo / "selfsup" / "data").mkdir(parents=True)
     if checkout:
         (repo / "pyproject.toml").write_text("[project]\nname = 'selfsup'\n")

@@ -160,7 +160,7 @@ def tokenizer_config(tokenizer: Any, tokenizer_json: Mapping[str, Any], max_leng
     return out
 
 
-def _write_hf_tokenizer(tokenizer: Any, out_dir: Path, max_length: int) -> None:
+def write_hf_tokenizer(tokenizer: Any, out_dir: Path, max_length: int) -> None:
     """selfsup's tokenizer files, plus [CLS] ... [SEP] templates in tokenizer.json: selfsup adds
     special tokens itself, a Hugging Face tokenizer expects the file to say where they go."""
     tokenizer.save(out_dir)
@@ -199,7 +199,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> list[str]:
     architecture, state, notes = hf_state_from_run(run)
     extra = run.extra | {"pad_token_id": tokenizer.pad_id}
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_hf_tokenizer(tokenizer, out_dir, run.config.max_position)
+    write_hf_tokenizer(tokenizer, out_dir, run.config.max_position)
     atomic_save_safetensors(out_dir / "model.safetensors", state, metadata={"format": "pt"})
     # config.json last: its presence means the folder is complete
     atomic_write_json(out_dir / "config.json", config_to_hf(run.config, [architecture], extra))
