@@ -38,6 +38,7 @@ COMMAND_HELP = {
     "probe": "few-label accuracy of a SimCLR/BYOL run's frozen features (linear probe, k-NN)",
     "generate": "continue a prompt with a GPT run, streaming the text as it is generated",
     "icl": "in-context learning: k-shot accuracy of a GPT run on a labelled task, no training",
+    "experiment": "the lecture's claims measured: `selfsup experiment list` names them",
 }
 
 
@@ -479,15 +480,18 @@ def _demo_parser(sub) -> None:
         "--out", metavar="DIR", default="runs/demo", help="output folder (default runs/demo)"
     )
     p.add_argument("--seeds", type=int, help="fine-tuning seeds per arm (same as --demo.seeds)")
+    p.add_argument(
+        "--quick", action="store_true", help="the tests' size: checks the machinery, not the result"
+    )
     _add_config_flags(p, DemoConfig, skip={"seeds"}, prefix="demo.")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from selfsup.config import apply_overrides
-    from selfsup.experiments.demo import DemoConfig, run_demo
+    from selfsup.experiments.demo import DemoConfig, quick_config, run_demo
 
-    cfg = DemoConfig()
+    cfg = quick_config() if args.quick else DemoConfig()
     overrides = [o.removeprefix("demo.") for o in _collect_overrides(args)]
     if args.seeds is not None:
         overrides.append(f"seeds={args.seeds}")
@@ -668,6 +672,35 @@ def _run_icl(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment_parser(sub) -> None:
+    from selfsup.experiments.registry import EXPERIMENTS, listing
+
+    p = _add_command(
+        sub,
+        "experiment",
+        description="One command per claim of the lecture, measured: every arm gets the same "
+        "budget, data and seeds; each writes a markdown table (mean +- std), a PNG plot and a JSON "
+        "of raw numbers into --out, and reuses finished arms when run again.\n\n" + listing(),
+    )
+    p.add_argument(
+        "name",
+        choices=["list", *EXPERIMENTS],
+        metavar="NAME",
+        help="list, or one of " + ", ".join(EXPERIMENTS),
+    )
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="the experiment's own flags (--help)")
+    p.set_defaults(func=_run_experiment)
+
+
+def _run_experiment(args: argparse.Namespace) -> int:
+    from selfsup.experiments.registry import EXPERIMENTS, listing
+
+    if args.name == "list":
+        print(listing())
+        return 0
+    return EXPERIMENTS[args.name].main([*args.rest, *args.overrides])
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="selfsup",
@@ -690,6 +723,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "probe": lambda: _probe_parser(sub),
         "generate": lambda: _generate_parser(sub),
         "icl": lambda: _icl_parser(sub),
+        "experiment": lambda: _experiment_parser(sub),
     }
     for name in COMMAND_HELP:
         if argv[:1] == [name]:

@@ -66,24 +66,39 @@ def train_in_folder(model, data, train_cfg, run_dir: Path, eval_extra=None) -> d
 def experiment_main(
     description: str,
     default_out: str,
-    make_config: Callable[[], Any],
+    presets: dict[str, Callable[[], Any]],
     run: Callable[[Any, Path], Any],
     argv: list[str] | None = None,
+    prog: str | None = None,
 ) -> int:
-    """`python -m selfsup.experiments.X [--out DIR] [key=value ...]`: exit 2 on a user error."""
-    cfg = make_config()
+    """`selfsup experiment NAME [--out DIR] [--preset P | --quick] [key=value ...]` (also
+    `python -m selfsup.experiments.X ...`): exit 2 on a user error, 130 on Ctrl-C.
+
+    `presets` maps names to config builders; the first is the default (the CPU preset), and one
+    named "quick" (the size the tests run) is what `--quick` picks."""
+    names = list(presets)
+    cfg = presets[names[0]]()
     keys = "\n".join(
         f"  {key}: {field_help(f, tp)}" for key, tp, f in iter_fields(type(cfg))
     ).replace("%", "%%")
     parser = argparse.ArgumentParser(
+        prog=prog,
         description=description,
-        epilog="config keys (set as key=value):\n" + keys,
+        epilog="config keys (set as key=value; defaults of the first preset):\n" + keys,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", default=default_out, help=f"output folder (default {default_out})")
+    parser.add_argument(
+        "--preset", choices=names, default=names[0], help=f"sizes (default {names[0]})"
+    )
+    if "quick" in presets:
+        parser.add_argument(
+            "--quick", action="store_true", help="the tests' size: checks the machinery in seconds"
+        )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     try:
+        cfg = presets["quick" if getattr(args, "quick", False) else args.preset]()
         apply_overrides(cfg, args.overrides)
         run(cfg, Path(args.out))
     except UserError as error:

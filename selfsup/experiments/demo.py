@@ -574,18 +574,24 @@ def refuse_stale(run: Path, wanted, filled_in: tuple[str, ...] = _FILLED_IN) -> 
         )
 
 
-def _finetune_once(fcfg: FinetuneConfig, run: Path, eta: Eta) -> tuple[dict, bool]:
-    """One fine-tuning run, or the metrics an earlier invocation left; (metrics, reused)."""
+def finetune_or_reuse(fcfg: FinetuneConfig, run: Path) -> tuple[dict, bool]:
+    """One fine-tuning run, or the metrics an earlier invocation left when it was made with the
+    same settings; (metrics, reused). Checkpoints are dropped once it is finished."""
     refuse_stale(run, fcfg, _FILLED_IN + ("model.",))  # the encoder's sizes come from --init
     done = run / "final_metrics.json"
-    if done.exists():  # a rerun of the demo reuses finished fine-tunes
-        eta.finetuned(run.name, None)
+    if done.exists():
         metrics, reused = json.loads(done.read_text()), True
     else:
-        started = time.perf_counter()
         metrics, reused = finetune(fcfg, run, resume=is_run(run)), False
-        eta.finetuned(run.name, time.perf_counter() - started)
     drop_checkpoints(run)
+    return metrics, reused
+
+
+def _finetune_once(fcfg: FinetuneConfig, run: Path, eta: Eta) -> tuple[dict, bool]:
+    """`finetune_or_reuse`, timed for the estimate of what is left."""
+    started = time.perf_counter()
+    metrics, reused = finetune_or_reuse(fcfg, run)
+    eta.finetuned(run.name, None if reused else time.perf_counter() - started)
     return metrics, reused
 
 
@@ -907,6 +913,27 @@ def plot_budgets(rows: list[dict], path: Path) -> None:
 
 
 # ---------------------------------------------------------------- the demo
+def quick_config() -> DemoConfig:
+    """The tests' size (`--quick`): every part runs, on a few examples, in about a minute."""
+    return DemoConfig(
+        pretrain_steps=10,
+        finetune_steps=4,
+        task_steps=[],
+        learning_rates=[1e-3],
+        seeds=2,
+        max_train_examples=40,
+        max_eval_examples=20,
+        label_budgets=[10],
+    )
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """`selfsup experiment pretrained-vs-scratch ...`: the demo's command line."""
+    from selfsup.cli import main as cli_main
+
+    return cli_main(["demo", *(argv or [])])
+
+
 def run_demo(cfg: DemoConfig, out: str | Path, progress: bool = True, say=print) -> list[dict]:
     """The whole demo; reruns reuse what an interrupted run finished. Returns the main table's
     rows (demo_results.json holds them, the verdicts and the few-label view)."""

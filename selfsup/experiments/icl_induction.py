@@ -214,14 +214,35 @@ def _plot(results: dict, names: list[str], chance: float, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
+def preset_gpu() -> InductionConfig:
+    """Wider and longer: width 256, 8 heads, sequences of 256 with a vocabulary of 256."""
+    cfg = InductionConfig(vocab=256, seq_len=256, min_segment=32, max_segment=100)
+    cfg.model = synthetic_model(256, 2, 8, max_position=256)
+    cfg.train.steps, cfg.train.batch_size, cfg.train.threads = 20_000, 64, 0
+    return cfg
+
+
+def preset_quick() -> InductionConfig:
+    """Seconds: the machinery (both depths train, table, plot), not the result."""
+    cfg = InductionConfig(vocab=8, seq_len=12, min_segment=2, max_segment=4, eval_sequences=16)
+    cfg.model = synthetic_model(16, 2, 2, max_position=12)
+    cfg.train.steps, cfg.train.warmup_steps, cfg.train.eval_every = 4, 1, 2
+    cfg.train.eval_batches, cfg.train.checkpoint_every, cfg.train.log_every = 1, 2, 1
+    return cfg
+
+
+PRESETS = {"cpu": InductionConfig, "gpu": preset_gpu, "quick": preset_quick}
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     return experiment_main(
         "Train 1- and 2-layer GPTs on random tokens with a repeated segment and measure how well "
         "each continues the repeat in context (induction heads, Olsson et al. 2022).",
         "runs/icl-induction",
-        InductionConfig,
+        PRESETS,
         lambda cfg, out: run_induction(cfg, out),
         argv,
+        prog,
     )
 
 

@@ -271,14 +271,36 @@ def run_linear_icl(cfg: LinearICLConfig, out: Path, say=print) -> dict:
     return {name: m for name, (m, _) in curves.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
+def preset_gpu() -> LinearICLConfig:
+    """The paper's sizes: d = 20, 40 points, GPT-2 small's 12 layers of width 256, batch 64."""
+    cfg = LinearICLConfig(dim=20, points=40, curriculum_every=2000)
+    cfg.model = synthetic_model(256, 12, 8, max_position=80)
+    cfg.train.steps, cfg.train.warmup_steps, cfg.train.eval_every = 50_000, 1000, 2500
+    cfg.train.threads, cfg.train.checkpoint_every = 0, 2500
+    return cfg
+
+
+def preset_quick() -> LinearICLConfig:
+    """Seconds: the machinery (training, curves, table, plot), not the result."""
+    cfg = LinearICLConfig(dim=3, points=6, eval_prompts=64, curriculum_every=2)
+    cfg.model = synthetic_model(16, 1, 2, max_position=12)
+    cfg.train.steps, cfg.train.warmup_steps, cfg.train.eval_every = 6, 1, 3
+    cfg.train.eval_batches, cfg.train.checkpoint_every, cfg.train.log_every = 1, 3, 1
+    return cfg
+
+
+PRESETS = {"cpu": LinearICLConfig, "gpu": preset_gpu, "quick": preset_quick}
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     return experiment_main(
         "Train a small GPT to learn linear functions in context (Garg et al. 2022) and compare "
         "its error with least squares, 3-NN and averaging as the number of examples grows.",
         "runs/icl-linear",
-        LinearICLConfig,
+        PRESETS,
         lambda cfg, out: run_linear_icl(cfg, out),
         argv,
+        prog,
     )
 
 

@@ -12,6 +12,8 @@ run folder is described in selfsup/runs.py; the lifecycle in selfsup/recipes/bas
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ import torch
 from torch import nn
 
 from selfsup.batch import IGNORE_INDEX
-from selfsup.config import load_config, option
+from selfsup.config import config_differences, load_config, option
 from selfsup.data.catalog import corpus_identity, resolve_corpus
 from selfsup.data.clm import CausalLMBatches, clm_stream, ngram_heldout_loss
 from selfsup.data.masking import MaskingConfig
@@ -99,6 +101,11 @@ class DataConfig:
     )
     word_segmenter: Literal["auto", "jieba", "none"] = option(
         "auto", "word boundaries for whole-word masking: auto = the corpus's own when it has them"
+    )
+    reuse_from: str = option(
+        "",
+        "a run whose tokenizer and tokenized corpus to reuse (linked, not rebuilt): it must have "
+        "the same corpus, tokenizer settings, held-out share and train.seed",
     )
 
 
@@ -294,8 +301,49 @@ PRESETS = {
 
 
 # ---------------------------------------------------------------- inputs and batches
+# what the tokenizer and the token stores depend on: a run reused by data.reuse_from must agree
+_PREPARED_BY = (
+    "tokenizer.",
+    "data.corpus",
+    "data.text_field",
+    "data.heldout_fraction",
+    "data.word_segmenter",
+    "train.seed",
+)
+
+
+def _link_prepared(cfg: PretrainConfig, run_dir: Path) -> None:
+    """data.reuse_from: hard-link (or copy) the other run's tokenizer and token stores here, once
+    its config is checked to have made them the way this config would."""
+    source = Path(cfg.data.reuse_from)
+    if not (source / "tokenizer" / "tokenizer.json").exists() or not (source / "data").is_dir():
+        raise UserError(
+            f"data.reuse_from={source}: no tokenizer/ and data/ there; expected a text pretraining "
+            "run that has prepared its corpus"
+        )
+    differ = [
+        change.split(":", 1)[0]
+        for change in config_differences(cfg, source / "config.json")
+        if change.startswith(_PREPARED_BY)
+    ]
+    if differ:
+        raise UserError(
+            f"data.reuse_from={source}: made with other {', '.join(differ)}; its tokenized "
+            "corpus is not the one this config asks for"
+        )
+    for part in ("tokenizer", "data"):
+        if not (run_dir / part).exists():
+            try:
+                shutil.copytree(source / part, run_dir / part, copy_function=os.link)
+            except OSError:  # another file system: copy
+                shutil.rmtree(run_dir / part, ignore_errors=True)
+                shutil.copytree(source / part, run_dir / part)
+
+
 def build_tokenizer(cfg: PretrainConfig, run_dir: Path):
     tok_dir = run_dir / "tokenizer"
+    if cfg.data.reuse_from:
+        _link_prepared(cfg, run_dir)
     if (tok_dir / "tokenizer.json").exists():
         return Tokenizer.load(tok_dir)
     if cfg.tokenizer.vocab_file:

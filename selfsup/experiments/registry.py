@@ -1,0 +1,87 @@
+"""The built-in experiments behind `selfsup experiment NAME`: one entry per claim of the lecture
+that selfsup measures, with what it compares, what it costs and the published result it is read
+against. Listing them imports nothing heavy; running one imports its module and calls its
+`main(argv)`, which parses the rest of the command line (`--out`, `--preset`, `--quick`, ...)."""
+
+from __future__ import annotations
+
+import importlib
+import textwrap
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    claim: str  # what the experiment measures, in one line
+    module: str  # selfsup.experiments.X, whose main(argv) runs it
+    cpu_time: str  # the CPU preset's cost on 2 cores, as measured
+    anchor: str  # the published result it is read against
+
+    def main(self, argv: list[str]) -> int:
+        return importlib.import_module(self.module).main(
+            argv, prog=f"selfsup experiment {self.name}"
+        )
+
+
+EXPERIMENTS = {
+    e.name: e
+    for e in [
+        Experiment(
+            "pretrained-vs-scratch",
+            "pretrained BERT vs random init on sentiment and NER, and with 50-1,000 labels",
+            "selfsup.experiments.demo",
+            "15 min",
+            "Devlin et al. 2019; the lecture: pretraining helps most with few labels",
+        ),
+        Experiment(
+            "objectives",
+            "MLM alone vs MLM+NSP vs MLM+SOP; [MASK] vs random vs 80/10/10; whole-word masking",
+            "selfsup.experiments.objectives",
+            "30 min",
+            "RoBERTa (NSP does not help), ALBERT (SOP > NSP; NSP-trained at chance on SOP)",
+        ),
+        Experiment(
+            "dna",
+            "text-pretrained BERT fine-tuned on DNA (bases as words) vs random init vs k-mers",
+            "selfsup.experiments.dna",
+            "30 min",
+            "Kao & Lee 2021: text-pretrained converges faster and beats random init",
+        ),
+        Experiment(
+            "icl-linear",
+            "a GPT learns linear functions in context: error vs number of examples",
+            "selfsup.experiments.icl_linear",
+            "13 min",
+            "Garg et al. 2022: matches least squares at k >= d",
+        ),
+        Experiment(
+            "icl-induction",
+            "induction-style copying in context appears with 2 layers, not with 1",
+            "selfsup.experiments.icl_induction",
+            "22 min",
+            "Olsson et al. 2022: induction heads need 2 layers",
+        ),
+        Experiment(
+            "ssl-few-labels",
+            "SimCLR and BYOL vs random init vs raw pixels with 1/5/10/all labels per class",
+            "selfsup.experiments.ssl_few_labels",
+            "11 min",
+            "Chen et al. 2020, Grill et al. 2020: SSL features beat random init with few labels",
+        ),
+    ]
+}
+
+
+def listing() -> str:
+    """The table `selfsup experiment list` prints."""
+    width = max(len(name) for name in EXPERIMENTS) + 2
+    lines = []
+    for e in EXPERIMENTS.values():
+        lines.append(f"{e.name:<{width}}{e.claim}")
+        about = f"CPU preset about {e.cpu_time} on 2 cores; anchor: {e.anchor}"
+        lines += textwrap.wrap(about, 98, initial_indent=" " * width, subsequent_indent=" " * width)
+    lines.append("")
+    lines.append("run one:   selfsup experiment NAME [--out DIR] [--preset cpu|gpu] [--quick]")
+    lines.append("its flags: selfsup experiment NAME --help")
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""`selfsup experiment`: the list, the delegation to each experiment's own command line, and the
+quick sizes of the experiments (the machinery works and every arm really trains; not the result).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+
+import pytest
+
+from selfsup.cli import main
+from selfsup.config import apply_overrides
+from selfsup.errors import UserError
+from selfsup.experiments import objectives
+from selfsup.experiments.registry import EXPERIMENTS
+from selfsup.recipes import pretrain
+from selfsup.recipes.text import preset_tiny
+
+
+def test_list_names_every_experiment_and_its_cost(capsys):
+    assert main(["experiment", "list"]) == 0
+    out = capsys.readouterr().out
+    for name, experiment in EXPERIMENTS.items():
+        assert name in out and experiment.claim in out
+    assert out.count("CPU preset about") == len(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_every_registered_experiment_has_a_command_line(name):
+    module = importlib.import_module(EXPERIMENTS[name].module)
+    assert set(inspect.signature(module.main).parameters) >= {"argv", "prog"}
+
+
+def test_an_unknown_experiment_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["experiment", "no-such-thing"])
+    assert exit_.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_help_of_an_experiment_is_its_own_and_names_the_command(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["experiment", "icl-linear", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: selfsup experiment icl-linear")
+    assert "--quick" in out and "--preset {cpu,gpu,quick}" in out
+
+
+def test_a_bad_override_is_one_line_and_exit_2(tmp_path, capsys):
+    code = main(["experiment", "icl-linear", "--quick", "--out", str(tmp_path), "dim=zero"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("selfsup: error:") and "dim" in err and "\n" not in err
+
+
+def _losses(metrics_path) -> list[float]:
+    """The summed training loss of each logged step (evaluation rows left out)."""
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines()]
+    return [
+        sum(v for k, v in row.items() if k.endswith("_loss"))
+        for row in rows
+        if "lr" in row  # a training row
+    ]
+
+
+def test_icl_linear_quick_trains_and_writes_table_json_and_plot(tmp_path):
+    out = tmp_path / "lin"
+    assert main(["experiment", "icl-linear", "--quick", "--out", str(out)]) == 0
+    assert {"table.md", "results.json", "icl_linear.png"} <= {p.name for p in out.iterdir()}
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) >= {"transformer", "least squares"}
+    assert len(results["transformer"]["mean"]) == 6  # one error per k = 0..points-1
+    # trained: the checkpointed step is the preset's last
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(row["step"] for row in rows) == 6
+
+
+# --- objectives ----------------------------------------------------------------------------------
+
+
+def test_objectives_arms_differ_only_in_what_they_ablate():
+    cfg = objectives.ObjectivesConfig()
+    configs = {arm: objectives.arm_config(cfg, arm, seed=1) for arm in cfg.arms}
+    for arm, pcfg in configs.items():
+        assert (pcfg.train.steps, pcfg.train.seed, pcfg.data.pack) == (500, 1, False)
+        assert pcfg.data.max_seq_len == 64 and pcfg.train.batch_size == 16
+    assert configs["mlm+nsp"].objectives == ["mlm", "nsp"]
+    assert configs["mlm+sop"].objectives == ["mlm", "sop"]
+    mask_only, random_only = configs["mask-only"].masking, configs["random-only"].masking
+    assert (mask_only.replace_with_mask, mask_only.replace_with_random) == (1.0, 0.0)
+    assert (random_only.replace_with_mask, random_only.replace_with_random) == (0.0, 1.0)
+    assert configs["whole-word"].masking.whole_word and not configs["mlm"].masking.whole_word
+    # the same masking rate everywhere: only the replacement differs
+    assert len({pcfg.masking.rate for pcfg in configs.values()}) == 1
+
+
+def test_objectives_rejects_an_unknown_arm():
+    cfg = apply_overrides(objectives.ObjectivesConfig(), ["arms=mlm,electra"])
+    with pytest.raises(UserError, match="arms: expected some of"):
+        cfg.validate()
+
+
+@pytest.fixture(scope="module")
+def objectives_quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("objectives")
+    said: list[str] = []
+    cfg = objectives.preset_quick()
+    results = objectives.run_objectives(cfg, out, say=said.append)
+    return out, cfg, results, said
+
+
+def test_objectives_quick_every_arm_trains_and_is_scored(objectives_quick):
+    out, cfg, results, _ = objectives_quick
+    arms = {r.arm for r in results}
+    assert arms == {*cfg.arms, objectives.RANDOM_INIT}
+    for arm in cfg.arms:
+        losses = _losses(out / f"{arm}-seed0" / "metrics.jsonl")
+        assert len(losses) == cfg.pretrain_steps  # logged every step
+        assert losses[-1] < losses[0]  # it learned something in its few steps
+        scores = next(r.scores for r in results if r.arm == arm)
+        assert 0 <= scores["mlm_accuracy"] <= 1 and 0 <= scores["sentiment"] <= 1
+        assert 0 <= scores["nsp_probe"] <= 1 and 0 <= scores["sop_probe"] <= 1
+    sop = next(r.scores for r in results if r.arm == "mlm+sop")
+    assert {"sop_head_on_sop", "sop_head_on_nsp"} <= set(sop)  # its trained head, read both ways
+    assert "sop_head_on_sop" not in next(r.scores for r in results if r.arm == "mlm")
+    # the second arm reused the first one's tokenized corpus instead of building its own
+    first, second = (out / f"{arm}-seed0" / "data" / "train" for arm in cfg.arms)
+    assert sorted(p.name for p in first.iterdir()) == sorted(p.name for p in second.iterdir())
+    assert {"table.md", "results.json", "objectives.png"} <= {p.name for p in out.iterdir()}
+    table = (out / "table.md").read_text()
+    assert all(arm in table for arm in arms)
+
+
+def test_objectives_rerun_reuses_finished_arms(objectives_quick):
+    out, cfg, results, _ = objectives_quick
+    said: list[str] = []
+    again = objectives.run_objectives(cfg, out, say=said.append)
+    assert not any(line.startswith("pretraining") for line in said)
+    assert [r.scores for r in again] == [r.scores for r in results]
+
+
+def test_reuse_from_refuses_a_run_prepared_differently(tmp_path):
+    cfg = preset_tiny()
+    cfg.train.steps, cfg.train.eval_every = 1, 0
+    pretrain(cfg, tmp_path / "a")
+    other = preset_tiny()
+    other.train.steps, other.train.seed = 1, cfg.train.seed + 1  # another held-out split
+    other.data.reuse_from = str(tmp_path / "a")
+    with pytest.raises(UserError, match=r"reuse_from=.*made with other train\.seed"):
+        pretrain(other, tmp_path / "b")
