@@ -84,7 +84,7 @@ def test_icl_linear_quick_trains_and_writes_table_json_and_plot(tmp_path):
 def test_objectives_arms_differ_only_in_what_they_ablate():
     cfg = objectives.ObjectivesConfig()
     configs = {arm: objectives.arm_config(cfg, arm, seed=1) for arm in cfg.arms}
-    for arm, pcfg in configs.items():
+    for pcfg in configs.values():
         assert (pcfg.train.steps, pcfg.train.seed, pcfg.data.pack) == (500, 1, False)
         assert pcfg.data.max_seq_len == 64 and pcfg.train.batch_size == 16
     assert configs["mlm+nsp"].objectives == ["mlm", "nsp"]
