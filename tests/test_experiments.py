@@ -7,13 +7,15 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+from pathlib import Path
 
 import pytest
 
 from selfsup.cli import main
 from selfsup.config import apply_overrides
+from selfsup.data.sources import shared_data_dir
 from selfsup.errors import UserError
-from selfsup.experiments import objectives
+from selfsup.experiments import dna, objectives
 from selfsup.experiments.registry import EXPERIMENTS
 from selfsup.recipes import pretrain
 from selfsup.recipes.text import preset_tiny
@@ -151,3 +153,57 @@ def test_reuse_from_refuses_a_run_prepared_differently(tmp_path):
     other.data.reuse_from = str(tmp_path / "a")
     with pytest.raises(UserError, match=r"reuse_from=.*made with other train\.seed"):
         pretrain(other, tmp_path / "b")
+
+
+# --- dna -----------------------------------------------------------------------------------------
+
+needs_splice = pytest.mark.skipif(
+    shared_data_dir() is None or not (shared_data_dir() / "dna-splice").is_dir(),
+    reason="needs ../shared/data/dna-splice (UCI splice junctions); absent on this machine",
+)
+
+
+def test_dna_arms_differ_only_in_init_and_share_their_pair_grid():
+    cfg = dna.DnaConfig()
+    configs = {arm: dna.finetune_config(cfg, Path("enc"), arm, 2, 1e-3) for arm in dna.ARMS}
+    for fcfg in configs.values():
+        assert fcfg.task.name == "dna-splice" and fcfg.task.sequence_mapping == "random"
+        assert fcfg.task.mapping_seed == dna.TABLE_SEED + 2  # seed 2: the paper's table 102
+        assert (fcfg.train.steps, fcfg.train.batch_size, fcfg.train.seed) == (300, 16, 2)
+    assert not configs["minilm"].random_init and configs["minilm random init"].random_init
+    assert cfg.learning_rates("minilm") == cfg.learning_rates("minilm random init")
+    assert cfg.learning_rates("chinese") == cfg.learning_rates("chinese random init")
+
+
+def _tiny_chinese_run(folder: Path) -> Path:
+    """A tiny BERT pretrained for 2 steps on a few lines: an encoder in seconds."""
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n\n".join(["我们要坚持改革开放。", "北京是中国的首都。"] * 20) + "\n")
+    cfg = apply_overrides(preset_tiny(), [f"data.corpus={corpus}", "train.steps=2"])
+    cfg.train.eval_every, cfg.train.progress = 0, False
+    pretrain(cfg, folder / "run")
+    return folder / "run"
+
+
+@needs_splice
+def test_dna_quick_fine_tunes_both_arms_with_curves_cv_and_baselines(tmp_path):
+    said: list[str] = []
+    cfg = dna.preset_quick()
+    cfg.chinese_run = str(_tiny_chinese_run(tmp_path))
+    out = tmp_path / "dna"
+    results = dna.run_dna(cfg, out, say=said.append)
+    arms = {run["arm"] for run in results["runs"]}
+    assert arms == {"chinese", "chinese random init"}
+    for run in results["runs"]:
+        assert [step for step, _ in run["curve"]] == [2, 4]  # dev accuracy every 2 steps
+        assert 0 <= run["test"] <= 1
+    assert results["split"] == {"train": 2871, "dev": 159, "test": 160}  # the paper's split
+    assert all(len(scores) == 2 for scores in results["cross_validation"].values())
+    kmers = results["kmer_baselines"]
+    # the positions carry the splice signal: far above the 52% majority class even at k <= 2
+    assert kmers["k-mer counts + positions"]["test"] > 0.7
+    mapping = json.loads((out / "chinese-seed0-lr0.001" / "sequence_mapping.json").read_text())
+    assert mapping["mode"] == "random" and mapping["seed"] == dna.TABLE_SEED
+    assert {"table.md", "results.json", "dna.png"} <= {p.name for p in out.iterdir()}
+    # the weights of the runs are dropped: the scores and curves are what is kept
+    assert not list(out.glob("chinese-seed0-*/model.safetensors"))

@@ -196,6 +196,15 @@ def _sst2_task() -> TaskData:
     return TaskData("sst2", "classification", splits, "test", reports, source)
 
 
+def _dna_splice_task() -> TaskData:
+    from selfsup.data.dna import apply_split, load_splice, paper_split
+
+    examples = load_splice()
+    splits = apply_split(examples, paper_split(len(examples)))
+    source = "UCI splice junctions (Kao & Lee 2021's split: seeded shuffle, 90/5/5), CC BY 4.0"
+    return TaskData("dna-splice", "classification", splits, "test", {}, source)
+
+
 def _msra_task() -> TaskData:
     folder = shared_data_folder("msra-ner", "msra-ner")
     test, test_report = read_tagging(folder / "msra_test_bio.txt", skip_bad=True)
@@ -303,6 +312,7 @@ BUILTIN_TASKS: dict[str, Callable[[], TaskData]] = {
         "WNUT-17 emerging entities, CC BY 4.0",
     ),
     "sst2": _sst2_task,
+    "dna-splice": _dna_splice_task,
     "drcd": _drcd_task,
     "squad-dev": _squad_dev_task,
 }
@@ -324,6 +334,13 @@ def builtin_task(name: str) -> TaskData:
 # ---------------------------------------------------------------------------------------------
 
 
+FASTA_SUFFIXES = (
+    ".fa",
+    ".fasta",
+    ".fna",
+)  # classification files read as FASTA: label = last |-field
+
+
 @dataclass
 class LabelledDataConfig:
     """Which labelled data a run reads: a built-in task, or files (`name=files`) with the fields
@@ -332,13 +349,16 @@ class LabelledDataConfig:
     name: str = option(
         "sentiment",
         "a built-in task (sentiment, seg, pos, ner; from ../shared/data: chnsenticorp, waimai, "
-        "ocnli, msra-ner, peoples-daily-ner, weibo-ner, sst2, wnut17, drcd, squad-dev) or 'files'",
+        "ocnli, msra-ner, peoples-daily-ner, weibo-ner, sst2, wnut17, drcd, squad-dev, "
+        "dna-splice) or 'files'",
     )
     kind: Literal["auto", "classification", "pair", "tagging", "qa"] = option(
         "auto", "task kind; auto = the built-in task's own (required with name=files)"
     )
     train_file: str | None = option(
-        None, "training data (name=files): CSV/TSV/JSONL, CoNLL/BIO, SQuAD JSON"
+        None,
+        "training data (name=files): CSV/TSV/JSONL, FASTA (.fa/.fasta, label = the header's last "
+        "|-separated field), CoNLL/BIO, SQuAD JSON",
     )
     dev_file: str | None = option(None, "development data (name=files); default: 10% of train")
     test_file: str | None = option(None, "test data (name=files); default: the dev data")
@@ -362,6 +382,10 @@ def load_task_data(cfg: LabelledDataConfig) -> TaskData:
         raise UserError("task.train_file is required with task.name=files")
 
     def read(path: str, training: bool):
+        if cfg.kind == "classification" and Path(path).suffix.lower() in FASTA_SUFFIXES:
+            from selfsup.data.dna import last_field, read_fasta
+
+            return read_fasta(path, last_field("|"), cfg.skip_bad)
         if cfg.kind in ("classification", "pair"):
             text_b = cfg.text_b_field if cfg.kind == "pair" else None
             if cfg.kind == "pair" and not text_b:

