@@ -15,7 +15,7 @@ from selfsup.cli import main
 from selfsup.config import apply_overrides
 from selfsup.data.sources import shared_data_dir
 from selfsup.errors import UserError
-from selfsup.experiments import dna, objectives
+from selfsup.experiments import cross_lingual, dna, objectives
 from selfsup.experiments.registry import EXPERIMENTS
 from selfsup.recipes import pretrain
 from selfsup.recipes.text import preset_tiny
@@ -207,3 +207,42 @@ def test_dna_quick_fine_tunes_both_arms_with_curves_cv_and_baselines(tmp_path):
     assert {"table.md", "results.json", "dna.png"} <= {p.name for p in out.iterdir()}
     # the weights of the runs are dropped: the scores and curves are what is kept
     assert not list(out.glob("chinese-seed0-*/model.safetensors"))
+
+
+# --- cross-lingual -------------------------------------------------------------------------------
+
+
+def test_fake_language_is_a_disjoint_copy_one_character_per_character():
+    text = "我们要坚持改革开放，1998年Ａ。"
+    fake = cross_lingual.fake_text(text)
+    assert len(fake) == len(text)
+    assert not set(fake) & set(text)  # no shared character at all
+    # a bijection on the characters it saw: distinct in, distinct out
+    assert len(set(fake)) == len(set(text))
+    assert cross_lingual.fake_text("甲 乙\n丙") == "\n".join(
+        [" ".join(cross_lingual.fake_text(c) for c in "甲乙"), cross_lingual.fake_text("丙")]
+    )
+
+
+@pytest.fixture(scope="module")
+def cross_lingual_quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cross-lingual")
+    return out, cross_lingual.run_cross_lingual(cross_lingual.preset_quick(), out, say=print)
+
+
+def test_cross_lingual_quick_scores_every_arm_in_both_languages(cross_lingual_quick):
+    out, results = cross_lingual_quick
+    rows = results["fake-language"]
+    assert {r["arm"] for r in rows} == set(cross_lingual.FAKE_ARMS)
+    assert all(0 <= r["chinese"] <= 1 and 0 <= r["fake"] <= 1 for r in rows)
+    # the bilingual corpus really is half fake: its tokenizer knows the fake test's characters,
+    # the Chinese-only one does not
+    from selfsup.data.tokenizer import Tokenizer
+
+    fake_test = (out / "sentiment" / "fake.csv").read_text().splitlines()[1].rsplit(",", 1)[0]
+    for corpus, known in (("bilingual", True), ("chinese", False)):
+        tokenizer = Tokenizer.load(out / f"pretrain-{corpus}" / "tokenizer")
+        ids = tokenizer.encode(fake_test).ids
+        unknown = sum(i == tokenizer.unk_id for i in ids) / len(ids)
+        assert (unknown < 0.5) if known else (unknown > 0.9)
+    assert {"table.md", "results.json", "cross_lingual.png"} <= {p.name for p in out.iterdir()}

@@ -49,6 +49,14 @@ EXPERIMENTS = {
             "Kao & Lee 2021: text-pretrained converges faster and beats random init",
         ),
         Experiment(
+            "cross-lingual",
+            "pretrained on Chinese + a disjoint fake Chinese: fine-tune in one, test in the other; "
+            "multilingual-e5 QA from English to Chinese",
+            "selfsup.experiments.cross_lingual",
+            "not yet measured",
+            "Hsu, Liu & Lee 2019: mBERT English->Chinese QA F1 78.8 vs 89.1; K et al. 2020",
+        ),
+        Experiment(
             "icl-linear",
             "a GPT learns linear functions in context: error vs number of examples",
             "selfsup.experiments.icl_linear",

@@ -98,6 +98,12 @@ class FinetuneConfig:
         False, "keep init's tokenizer and sizes but start from random weights"
     )
     head_dropout: float = option(0.1, "dropout before the task head")
+    freeze_embeddings: bool = option(
+        False,
+        "keep the token embedding table as the init has it: languages stay in the shared space "
+        "they were pretrained in (zero-shot cross-lingual transfer), and a large vocabulary "
+        "needs no optimizer state",
+    )
     task: TaskConfig = option(TaskConfig(), "")
     model: TransformerConfig = option(TransformerConfig(), "")
     tokenizer: TokenizerConfig = option(TokenizerConfig(), "")
@@ -331,6 +337,8 @@ def build_model(cfg: FinetuneConfig, state: dict) -> FinetuneModel:
     init = state.get("init")
     if init is not None and init.encoder_state is not None:
         encoder.load_state_dict(init.encoder_state)
+    if cfg.freeze_embeddings:
+        encoder.word_embeddings.weight.requires_grad_(False)
     return FinetuneModel(encoder, state["task"].build_head(cfg.model.hidden_size, cfg.head_dropout))
 
 
