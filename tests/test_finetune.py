@@ -326,6 +326,8 @@ def test_task_config_keys_are_the_data_fields_then_the_model_fields():
     assert list(asdict(TaskConfig())) == data_keys + [
         "max_seq_len",
         "pooling",
+        "sequence_mapping",
+        "mapping_seed",
         "max_question_len",
         "stride",
         "max_answer_len",
