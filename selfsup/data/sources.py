@@ -56,6 +56,9 @@ SHARED_SETS: dict[str, str] = {
     "stated, repository Apache-2.0; https://github.com/MAGICS-LAB/DNABERT_2",
     "squad-v1.1-dev": "SQuAD v1.1 dev rebuilt from rajpurkar/SQuAD-explorer "
     "(dev-v1.1-reconstructed.json); CC BY-SA 4.0; https://rajpurkar.github.io/SQuAD-explorer/",
+    "fsdd": "Free Spoken Digit Dataset (recordings/: 3,000 WAVs, 8 kHz, digits 0-9 by 6 "
+    "speakers) from Jakobovski/free-spoken-digit-dataset; CC BY-SA 4.0; "
+    "https://github.com/Jakobovski/free-spoken-digit-dataset",
 }
 
 
