@@ -247,3 +247,16 @@ def test_cross_lingual_quick_scores_every_arm_in_both_languages(cross_lingual_qu
         unknown = sum(i == tokenizer.unk_id for i in ids) / len(ids)
         assert (unknown < 0.5) if known else (unknown > 0.9)
     assert {"table.md", "results.json", "cross_lingual.png"} <= {p.name for p in out.iterdir()}
+
+
+# --- pretrained-vs-scratch (the demo) -------------------------------------------------------------
+
+
+def test_pretrained_vs_scratch_quick_runs_the_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["experiment", "pretrained-vs-scratch", "--quick", "--out", str(out)]) == 0
+    results = json.loads((out / "demo_results.json").read_text())
+    assert {row["task"] for row in results["rows"]} == {"sentiment", "ner"}
+    assert (out / "pretrained_vs_scratch.png").exists() and (out / "few_labels.png").exists()
+    # 2 tasks x 2 arms x 2 seeds fine-tuned from the one pretrained encoder
+    assert len(results["runs"]) == 8 and (out / "pretrained" / "model.safetensors").exists()

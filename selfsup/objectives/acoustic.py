@@ -31,10 +31,9 @@ is (`selfsup/data/masking.py`, called by `selfsup/data/pretraining.py`): a pure 
 frames and a `torch.Generator`, so the batch source seeds the generator from (seed, batch index)
 and a resumed run redraws exactly the same corruption; the batch carries the corrupted input,
 the clean targets and the reconstruction mask, and the trainer can count the loss items
-(`item_counts`) before any forward pass. The functions up to `tera_batch` import nothing from
-models or objectives: they can move verbatim to a data module (e.g. `selfsup/data/frames.py`),
-which the style's downhill rule (data never imports objectives) asks for once the audio source
-calls them.
+(`item_counts`) before any forward pass. It lives in `selfsup/data/frames.py` beside the batch
+source that calls it (the style's downhill rule: data never imports objectives); this module
+re-exports its names (`FrameMaskingConfig`, `mask_frames`, `tera_batch`, ...).
 
 Deviations, all deliberate:
 - Spans never overlap (s3prl's default, `mask_allow_overlap: True`, draws span starts without
@@ -50,240 +49,50 @@ Deviations, all deliberate:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from selfsup.config import option
+from selfsup.data.frames import (
+    NO_SPAN,
+    RANDOM_FRAMES,
+    UNCHANGED,
+    ZEROED,
+    FrameMaskingConfig,
+    MaskedFrames,
+    mask_frames,
+    place_spans,
+    tera_batch,
+)
 from selfsup.errors import UserError
 from selfsup.models.acoustic import AcousticEncoder
 from selfsup.models.transformer import TransformerConfig, init_weights
 from selfsup.objectives.base import LossTerm, StepOutput
 from selfsup.objectives.bert_pretraining import check_objectives
 
-# What happened to a time span (MaskedFrames.span_action at the span's first frame)
-NO_SPAN, ZEROED, RANDOM_FRAMES, UNCHANGED = -1, 0, 1, 2
-
-
-@dataclass
-class FrameMaskingConfig:
-    """TERA's input alterations. Defaults: TERA's s3prl recipe logMelBase-T-F-M (80 log-mel
-    channels), which is also Mockingjay's time masking plus the channel and magnitude parts."""
-
-    time_mask_share: float = option(
-        0.15, "share of each utterance's frames to alter in time (TERA, Mockingjay: 0.15)"
-    )
-    span_length: int = option(7, "consecutive frames per time span (TERA, Mockingjay: 7)")
-    replace_with_zero: float = option(0.8, "share of time alterations that zero the frames (0.8)")
-    replace_with_random: float = option(
-        0.1,
-        "share that copies a random segment of the same utterance (0.1); the rest stay unchanged",
-    )
-    alteration_unit: Literal["utterance", "span"] = option(
-        "utterance",
-        "roll the zero/random/unchanged die once per utterance (s3prl's TERA) or once per span",
-    )
-    channel_mask_max_width: int = option(
-        16, "widest band of mel channels zeroed (TERA: 20% of the channels, 16 of 80); 0: none"
-    )
-    channel_mask_count: int = option(1, "channel bands per utterance (TERA: 1)")
-    noise_share: float = option(
-        0.15, "share of utterances whose input gets Gaussian noise (TERA's magnitude alteration)"
-    )
-    noise_std: float = option(0.2, "std of that noise, in normalised log-mel units (TERA: 0.2)")
-
-    def validate(self) -> None:
-        """Shares in range, sizes non-negative, and something left to reconstruct."""
-        if not 0.0 <= self.time_mask_share < 1.0:
-            raise UserError(
-                f"frame_masking.time_mask_share must be in [0, 1), got {self.time_mask_share}"
-            )
-        if self.span_length < 1:
-            raise UserError(f"frame_masking.span_length must be >= 1, got {self.span_length}")
-        if not (self.replace_with_zero >= 0 and self.replace_with_random >= 0):
-            raise UserError(
-                "frame_masking.replace_with_zero and frame_masking.replace_with_random must be >= 0"
-            )
-        if self.replace_with_zero + self.replace_with_random > 1.0 + 1e-9:
-            raise UserError(
-                "frame_masking.replace_with_zero + frame_masking.replace_with_random must be "
-                f"<= 1 (got {self.replace_with_zero} + {self.replace_with_random})"
-            )
-        for name in ("channel_mask_max_width", "channel_mask_count"):
-            if getattr(self, name) < 0:
-                raise UserError(f"frame_masking.{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.noise_share <= 1.0:
-            raise UserError(f"frame_masking.noise_share must be in [0, 1], got {self.noise_share}")
-        if not 0.0 <= self.noise_std < float("inf"):
-            raise UserError(
-                f"frame_masking.noise_std must be finite and >= 0, got {self.noise_std}"
-            )
-        channels = self.channel_mask_max_width > 0 and self.channel_mask_count > 0
-        if self.time_mask_share == 0 and not channels:
-            raise UserError(
-                "frame_masking: nothing to reconstruct; set time_mask_share > 0 or a channel band"
-            )
-
-
-@dataclass
-class MaskedFrames:
-    """What `mask_frames` did to a batch."""
-
-    features: torch.Tensor  # (B, T, F) the corrupted input
-    reconstruction_mask: torch.Tensor  # (B, T, F) bool: the elements the loss covers
-    time_mask: torch.Tensor  # (B, T) bool: frames inside a time span
-    channel_mask: torch.Tensor  # (B, F) bool: channels zeroed on every real frame of the row
-    span_action: torch.Tensor  # (B, T) long: ZEROED/RANDOM_FRAMES/UNCHANGED at each span's
-    # first frame, NO_SPAN elsewhere
-
-
-def _check_right_padded(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) 0/1 -> (B,) lengths, or a ValueError when a row is not real frames then padding."""
-    real = attention_mask.bool()
-    if bool((real[:, 1:] & ~real[:, :-1]).any()):
-        raise ValueError("frame masking needs each row's padding at its end (1...1 0...0)")
-    return real.sum(1)
-
-
-def place_spans(
-    lengths: torch.Tensor, T: int, share: float, span_length: int, scores: torch.Tensor
-) -> torch.Tensor:
-    """(B, T) bool span starts: n = round(share * L / W) non-overlapping spans of W frames inside
-    each row's first L frames, uniform over all such placements.
-
-    Placing n blocks of W frames without overlap in L frames is choosing n of the
-    m = L - n (W - 1) "slots" (each block shrunk to one slot): the k-th chosen slot s_k (k = 0..
-    n-1, in order) starts its block at s_k + k (W - 1). The n slots are the n lowest of the
-    uniform `scores` (B, T) over the m valid slots, so every placement is equally likely.
-    """
-    W = span_length
-    n = torch.floor(lengths.double() * share / W + 0.5).long()  # round half up
-    n = torch.minimum(n, lengths // W)  # (B,)
-    slots = lengths - n * (W - 1)  # (B,) >= n
-    position = torch.arange(T, device=lengths.device)
-    scores = torch.where(position[None] < slots[:, None], scores, torch.full_like(scores, 2.0))
-    rank = scores.argsort(1).argsort(1)  # (B, T): rank of each slot's score in its row
-    chosen = rank < n[:, None]  # (B, T) chosen slots
-    k = chosen.long().cumsum(1) - 1
-    start = torch.where(chosen, position[None] + k * (W - 1), torch.full_like(k, T))
-    starts = torch.zeros(lengths.shape[0], T + 1, dtype=torch.bool, device=lengths.device)
-    return starts.scatter_(1, start, True)[:, :T]  # column T collected the unchosen slots
-
-
-def _covered(starts: torch.Tensor, span_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frames inside a span (B, T) bool, and each frame's latest span start at or before it
-    (B, T) long, -1 where none (for a covered frame that is its own span, spans not overlapping).
-    """
-    T = starts.shape[1]
-    opened = starts.long().cumsum(1)
-    opened_before = F.pad(opened, (span_length, 0))[:, :T]  # spans started before t - W + 1
-    position = torch.arange(T, device=starts.device).expand_as(opened)
-    owner = torch.where(starts, position, torch.full_like(position, -1)).cummax(1).values
-    return opened - opened_before > 0, owner
-
-
-def _channel_bands(
-    width_draw: torch.Tensor, start_draw: torch.Tensor, num_channels: int, max_width: int
-) -> torch.Tensor:
-    """(B, K) uniform draws -> (B, F) bool: K bands, width uniform in 0..max_width, start
-    uniform over the positions where the band fits."""
-    max_width = min(max_width, num_channels)
-    width = (width_draw * (max_width + 1)).long().clamp(max=max_width)  # (B, K)
-    start = (start_draw * (num_channels - width + 1)).long().clamp(max=num_channels - width)
-    channel = torch.arange(num_channels, device=width.device)
-    inside = (channel >= start[..., None]) & (channel < (start + width)[..., None])  # (B, K, F)
-    return inside.any(1)
-
-
-def mask_frames(
-    features: torch.Tensor,
-    attention_mask: torch.Tensor,
-    cfg: FrameMaskingConfig,
-    generator: torch.Generator,
-) -> MaskedFrames:
-    """Corrupt a batch of frames for TERA; a pure function of its inputs and the generator.
-
-    features (B, T, F) float; attention_mask (B, T) 1 on real frames, padding at the row ends.
-    The generator draws the same tensors in the same order whatever the content, so (seed, batch
-    index) fixes the corruption. The generator lives on the CPU: pass CPU tensors (the data side
-    builds batches there).
-    """
-    B, T, num_channels = features.shape
-    W = cfg.span_length
-    lengths = _check_right_padded(attention_mask)
-    real = attention_mask.bool()
-    # every draw, in a fixed order and of fixed shapes
-    slot_scores = torch.rand((B, T), generator=generator)
-    action_draw = torch.rand((B, T), generator=generator)
-    source_draw = torch.rand((B, T), generator=generator)
-    K = cfg.channel_mask_count
-    width_draw = torch.rand((B, K), generator=generator)
-    start_draw = torch.rand((B, K), generator=generator)
-    noisy_draw = torch.rand((B,), generator=generator)
-    noise = torch.randn((B, T, num_channels), generator=generator) if cfg.noise_share > 0 else None
-
-    # time: spans, and what happens to each
-    starts = place_spans(lengths, T, cfg.time_mask_share, W, slot_scores)
-    time_mask, owner = _covered(starts, W)
-    if cfg.alteration_unit == "utterance":
-        action_draw = action_draw[:, :1].expand(B, T)
-    action = torch.full((B, T), UNCHANGED, dtype=torch.long)
-    action[action_draw < cfg.replace_with_zero + cfg.replace_with_random] = RANDOM_FRAMES
-    action[action_draw < cfg.replace_with_zero] = ZEROED
-    span_action = torch.where(starts, action, torch.full_like(action, NO_SPAN))
-    frame_owner = owner.clamp(min=0)
-    frame_action = torch.where(
-        time_mask, action.gather(1, frame_owner), torch.full_like(action, NO_SPAN)
-    )
-    # a random segment: the W frames from a uniform start in 0..L-W of the same row
-    source_start = (source_draw * (lengths - W + 1).clamp(min=1)[:, None]).long()
-    source_start = torch.minimum(source_start, (lengths - W).clamp(min=0)[:, None])
-    position = torch.arange(T).expand(B, T)
-    source = torch.where(
-        frame_action == RANDOM_FRAMES,
-        source_start.gather(1, frame_owner) + (position - frame_owner),
-        position,
-    )
-    corrupted = features.gather(1, source[..., None].expand(B, T, num_channels))
-    corrupted = corrupted.masked_fill((frame_action == ZEROED)[..., None], 0.0)
-
-    # channel: bands zeroed on every real frame
-    channel_mask = _channel_bands(width_draw, start_draw, num_channels, cfg.channel_mask_max_width)
-    band = real[:, :, None] & channel_mask[:, None, :]  # (B, T, F)
-    corrupted = corrupted.masked_fill(band, 0.0)
-
-    # magnitude: noise on the real frames of some rows, not a target
-    if noise is not None:
-        noisy = (noisy_draw < cfg.noise_share)[:, None, None] & real[:, :, None]
-        corrupted = corrupted + torch.where(noisy, noise * cfg.noise_std, 0.0).to(corrupted.dtype)
-
-    reconstruction_mask = (time_mask[:, :, None] | channel_mask[:, None, :]) & real[:, :, None]
-    return MaskedFrames(corrupted, reconstruction_mask, time_mask, channel_mask, span_action)
-
-
-def tera_batch(
-    features: torch.Tensor,
-    attention_mask: torch.Tensor,
-    cfg: FrameMaskingConfig,
-    generator: torch.Generator,
-) -> dict[str, torch.Tensor | int]:
-    """The batch `AcousticPretrainer("tera")` reads, from clean padded frames.
-
-    Keys: "features" (B, T, F) corrupted input, "targets" (B, T, F) the clean frames,
-    "reconstruction_mask" (B, T, F) bool, "attention_mask" (B, T), "num_tokens" (real frames,
-    for the throughput display). Seed `generator` from (seed, batch index), and from a fixed
-    offset for held-out batches, so evaluation always sees the same corruption.
-    """
-    masked = mask_frames(features, attention_mask, cfg, generator)
-    return {
-        "features": masked.features,
-        "targets": features,
-        "reconstruction_mask": masked.reconstruction_mask,
-        "attention_mask": attention_mask,
-        "num_tokens": int(attention_mask.sum()),
-    }
+__all__ = [  # the corruption's names stay importable from here, where they were first
+    "ACOUSTIC_OBJECTIVES",
+    "NO_SPAN",
+    "RANDOM_FRAMES",
+    "UNCHANGED",
+    "ZEROED",
+    "AcousticObjectiveConfig",
+    "AcousticPretrainer",
+    "AutoregressivePredictiveCoding",
+    "FrameMaskingConfig",
+    "FramePredictionHead",
+    "MaskedAcousticModel",
+    "MaskedFrames",
+    "apc_l1",
+    "apc_valid",
+    "mask_frames",
+    "masked_l1",
+    "place_spans",
+    "tera_batch",
+]
 
 
 @dataclass
