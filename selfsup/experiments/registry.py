@@ -38,7 +38,7 @@ EXPERIMENTS = {
             "objectives",
             "MLM alone vs MLM+NSP vs MLM+SOP; [MASK] vs random vs 80/10/10; whole-word masking",
             "selfsup.experiments.objectives",
-            "30 min",
+            "54 min (measured on cores shared with two other runs)",
             "RoBERTa (NSP does not help), ALBERT (SOP > NSP; NSP-trained at chance on SOP)",
         ),
         Experiment(
@@ -53,7 +53,7 @@ EXPERIMENTS = {
             "pretrained on Chinese + a disjoint fake Chinese: fine-tune in one, test in the other; "
             "multilingual-e5 QA from English to Chinese",
             "selfsup.experiments.cross_lingual",
-            "not yet measured",
+            "17 min for the fake-language part (the qa part: hours; GPU)",
             "Hsu, Liu & Lee 2019: mBERT English->Chinese QA F1 78.8 vs 89.1; K et al. 2020",
         ),
         Experiment(
