@@ -45,7 +45,7 @@ EXPERIMENTS = {
             "dna",
             "text-pretrained BERT fine-tuned on DNA (bases as words) vs random init vs k-mers",
             "selfsup.experiments.dna",
-            "30 min",
+            "66 min (measured on cores shared with two other runs)",
             "Kao & Lee 2021: text-pretrained converges faster and beats random init",
         ),
         Experiment(

@@ -5,6 +5,8 @@ registered here, and one lifecycle (`run_recipe`) runs any of them.
     gpt        recipes/text.py      GPT decoder: next-token prediction
     simclr     recipes/vision.py    SimCLR on images
     byol       recipes/vision.py    BYOL on images
+    tera       recipes/audio.py     TERA on speech: masked log-mel frame reconstruction
+    apc        recipes/audio.py     APC on speech: predict a later log-mel frame
     finetune   recipes/finetune.py  an encoder and a fresh task head, trained on labels
 
 Adding a run type is one module that builds a `Recipe` and one line in `RECIPES`; the CLI reads
@@ -17,13 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from selfsup.errors import UserError
-from selfsup.recipes import finetune, text, vision
+from selfsup.recipes import audio, finetune, text, vision
 from selfsup.recipes.base import LoadedRun, Plan, Recipe, initialised_model, run_recipe
 from selfsup.runs import RunFolder
 
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
-    for recipe in (text.BERT, text.GPT, vision.SIMCLR, vision.BYOL_RECIPE, finetune.FINETUNE)
+    for recipe in (
+        text.BERT,
+        text.GPT,
+        vision.SIMCLR,
+        vision.BYOL_RECIPE,
+        audio.TERA,
+        audio.APC,
+        finetune.FINETUNE,
+    )
 }
 
 __all__ = [
