@@ -28,7 +28,8 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 # One line per command for `selfsup --help`: plain strings, so listing the commands imports nothing.
 COMMAND_HELP = {
-    "pretrain": "pretrain with no labels, on text or images (--arch bert, gpt, simclr, byol)",
+    "pretrain": "pretrain with no labels, on text, images or speech (--arch bert, gpt, simclr, "
+    "byol, tera, apc)",
     "fill-mask": "predict the tokens hidden behind [MASK] with a pretrained run",
     "finetune": "fine-tune an encoder + a fresh head on a labelled task",
     "ask": "answer questions from a passage with a QA fine-tuned run",

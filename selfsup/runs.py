@@ -8,11 +8,13 @@ Layout (a file is absent where the run type has no such thing):
 
     run.json            the marker: {"format": "selfsup-run", "version": 1, "kind", "arch"};
                         kind is "pretraining" or "finetune", arch names the recipe
-                        (bert, gpt, simclr, byol; a fine-tuned run's arch is "bert")
+                        (bert, gpt, simclr, byol, tera, apc; a fine-tuned run's arch is "bert")
     config.json         the resolved config: `--config RUN/config.json` repeats the run
     tokenizer/          tokenizer.json and vocab.txt (text runs)
     data/               memory-mapped token stores, train/ and valid/ (text pretraining), and
-                        corpus.json: the corpus files they were built from (path, size, mtime)
+                        corpus.json: the corpus files they were built from (path, size, mtime);
+                        features/ (speech: log-mel frames of every file, with the files' path,
+                        size and mtime) and norm_stats.json (global normalisation)
     labels.json         {"kind", "labels", "source"} of a fine-tuned run
     checkpoints/        step-NNNNNNN/ folders and a `latest` pointer (selfsup/checkpoint.py)
     metrics.jsonl       one JSON object per log or evaluation line
@@ -29,6 +31,7 @@ Weight keys in model.safetensors, by run type (the prefix is the submodule that 
     gpt pretraining     decoder.*  objectives.clm.*
     simclr              backbone.*  projector.*
     byol                backbone.*  projector.*  predictor.*  target.* (the EMA network)
+    tera, apc           encoder.*  objectives.tera.* or objectives.apc.* (the frame head)
     finetune            encoder.*  head.*
 
 `encoder.*` keys are the same BertModel in a pretraining run and a fine-tuned one, which is how

@@ -101,7 +101,7 @@ def toy_registered(monkeypatch):
 
 
 def test_every_architecture_is_in_the_registry():
-    assert pretraining_archs() == ["bert", "gpt", "simclr", "byol"]
+    assert pretraining_archs() == ["bert", "gpt", "simclr", "byol", "tera", "apc"]
     assert RECIPES["finetune"].kind == "finetune"
 
 
