@@ -310,6 +310,7 @@ def qa_finetune_config(cfg, init: Path, language: str, random_init: bool, files:
     fcfg = finetune_preset()
     fcfg.init, fcfg.random_init, fcfg.freeze_embeddings = str(init), random_init, True
     fcfg.task.name, fcfg.task.kind = "files", "qa"
+    fcfg.task.skip_bad = True  # CMRC 2018 trial has two empty questions: skipped and counted
     fcfg.task.train_file = str(files[f"{language}_train"])
     fcfg.task.dev_file, fcfg.task.test_file = str(files["en_dev"]), str(files["zh_dev"])
     fcfg.task.max_seq_len, fcfg.task.stride = cfg.qa_max_seq_len, cfg.qa_stride
