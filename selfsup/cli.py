@@ -36,7 +36,8 @@ COMMAND_HELP = {
     "score-qa": "score QA predictions against a SQuAD-format gold file (EM and F1)",
     "convert": "convert between a selfsup run and a Hugging Face BERT folder (either way)",
     "demo": "pretrained vs random init, measured: pretrain, fine-tune both, table + bar chart",
-    "probe": "few-label accuracy of a SimCLR/BYOL run's frozen features (linear probe, k-NN)",
+    "probe": "few-label accuracy of a SimCLR/BYOL or TERA/APC run's frozen features (linear "
+    "probe, k-NN)",
     "generate": "continue a prompt with a GPT run, streaming the text as it is generated",
     "icl": "in-context learning: k-shot accuracy of a GPT run on a labelled task, no training",
     "experiment": "the lecture's claims measured: `selfsup experiment list` names them",
@@ -589,48 +590,102 @@ def _probe_parser(sub) -> None:
     p = _add_command(
         sub,
         "probe",
-        description="Judge a SimCLR/BYOL backbone without fine-tuning it: draw 1, 5, 10 or all "
-        "labelled images per class from the training pool, fit a logistic regression on the "
-        "frozen, standardised features (linear probe) and vote among the 20 most cosine-similar "
-        "labelled images (k-NN), and score both on the test split. The same draws score the same "
-        "backbone at random initialisation and raw pixels. Prints a table, mean +- std over seeds.",
+        description="Judge a pretrained encoder without fine-tuning it: draw a few labelled "
+        "examples per class from a training pool, fit a logistic regression on the frozen, "
+        "standardised features (linear probe) and vote among the 20 most cosine-similar "
+        "labelled examples (k-NN), and score both on a test set. The same draws score the same "
+        "encoder at random initialisation and a raw-input baseline. SimCLR/BYOL runs: images, "
+        "raw pixels as the baseline. TERA/APC runs: FSDD-named speech, utterance features "
+        "mean-pooled over real frames, pooled log-mel as the baseline; --task digit tests on the "
+        "speakers pretraining excluded, --task speaker on the run's held-out takes. Prints a "
+        "table, mean +- std over seeds.",
         epilog="examples:\n  selfsup probe runs/simclr-digits\n"
-        "  selfsup probe runs/byol-mnist --labels-per-class 1,10 --seeds 5 --json probe.json",
+        "  selfsup probe runs/byol-mnist --labels-per-class 1,10 --seeds 5 --json probe.json\n"
+        "  selfsup probe runs/tera --task both --layer all --json tera-probe.json",
     )
     p.add_argument(
-        "run", metavar="RUN", help="a run folder written by selfsup pretrain --arch simclr|byol"
+        "run",
+        metavar="RUN",
+        help="a run folder written by selfsup pretrain --arch simclr|byol|tera|apc",
     )
     p.add_argument(
         "--dataset",
         metavar="NAME",
-        help="probe on another labelled data set with the same image shape (default: the run's)",
+        help="images only: probe on another labelled data set with the same image shape "
+        "(default: the run's)",
     )
     p.add_argument(
         "--labels-per-class",
-        default="1,5,10,all",
+        default=None,
         metavar="LIST",
-        help="labelled images per class, comma-separated (default: 1,5,10,all)",
+        help="labelled examples per class, comma-separated (default: 1,5,10,all for images, "
+        "1,5,20,all for speech)",
     )
     p.add_argument("--seeds", type=int, default=3, help="label draws per setting (default 3)")
-    p.add_argument("--no-baselines", action="store_true", help="skip random init and raw pixels")
+    p.add_argument(
+        "--layer",
+        default="-1",
+        metavar="N|all",
+        help="speech only: the encoder output to pool, 0 (input representation) to L, -1 the "
+        "last (default), or all: the equal-weight mean of every layer",
+    )
+    p.add_argument(
+        "--task",
+        default="both",
+        choices=["digit", "speaker", "both"],
+        help="speech only: digit recognition on unseen speakers, speaker identification, or "
+        "both (default)",
+    )
+    p.add_argument(
+        "--no-baselines", action="store_true", help="skip random init and the raw-input baseline"
+    )
     p.add_argument("--json", metavar="FILE", help="also write every single result to FILE")
     p.set_defaults(func=_run_probe)
 
 
 def _run_probe(args: argparse.Namespace) -> int:
+    """Dispatch on the run's arch: TERA/APC to the speech probe, anything else to the image
+    probe (which refuses what is not SimCLR/BYOL)."""
     from dataclasses import asdict
 
     from selfsup.evaluation.probe import format_table, parse_labels_per_class
-    from selfsup.evaluation.probe_run import probe_run
     from selfsup.io import atomic_write_json
+    from selfsup.runs import RunFolder
 
     if args.seeds <= 0:
         raise UserError(f"--seeds must be positive, got {args.seeds}")
+    seeds = list(range(args.seeds))
+    if RunFolder.open(args.run).arch in ("tera", "apc"):
+        from selfsup.evaluation.audio_probe import (
+            format_task_tables,
+            parse_layer,
+            probe_audio_run,
+            results_json,
+        )
+
+        if args.dataset:
+            raise UserError("--dataset is for image runs; a speech run is probed on its own data")
+        parse_layer(args.layer)  # a malformed value fails before any model is loaded
+        task_results = probe_audio_run(
+            args.run,
+            parse_labels_per_class(args.labels_per_class or "1,5,20,all"),
+            seeds,
+            layer=args.layer,
+            task=args.task,
+            baselines=not args.no_baselines,
+        )
+        print(format_task_tables(task_results))
+        if args.json:
+            atomic_write_json(args.json, results_json(task_results))
+        return 0
+
+    from selfsup.evaluation.probe_run import probe_run
+
     results = probe_run(
         args.run,
         args.dataset,
-        parse_labels_per_class(args.labels_per_class),
-        list(range(args.seeds)),
+        parse_labels_per_class(args.labels_per_class or "1,5,10,all"),
+        seeds,
         baselines=not args.no_baselines,
     )
     print(format_table(results))
