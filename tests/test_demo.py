@@ -694,7 +694,7 @@ def test_an_interrupted_pretraining_continues_where_it_stopped(tmp_path, monkeyp
 
         monkeypatch.setattr(selfsup.trainer, "save_checkpoint", save)
         # the demo decides itself whether to resume: a rerun of the same command
-        run = demo._pretrain(DemoConfig(pretrain_steps=8), out, progress=False)
+        run = demo.pretrain_encoder(DemoConfig(pretrain_steps=8), out, progress=False)
         assert not (run / "checkpoints").exists()  # a finished run keeps no checkpoints
         return load_file(run / "model.safetensors")
 

@@ -40,11 +40,9 @@ from selfsup.errors import UserError
 from selfsup.experiments import demo
 from selfsup.experiments.common import experiment_main
 from selfsup.io import atomic_write_json, atomic_write_text
-from selfsup.recipes import pretrain
 from selfsup.recipes.finetune import preset_small as finetune_preset
 from selfsup.recipes.text import PRESETS as PRETRAIN_PRESETS
 from selfsup.reporting import markdown_table, mean_std, pyplot, save_figure
-from selfsup.runs import is_run
 
 PARTS = ("fake-language", "qa")
 FAKE_ARMS = {  # arm -> (pretraining corpus, random init)
@@ -212,20 +210,8 @@ def pretrain_corpus(cfg: CrossLingualConfig, out: Path, corpus: str, path: Path)
     pcfg.train.checkpoint_every = max(1, cfg.pretrain_steps // 4)
     apply_overrides(pcfg, cfg.pretrain_overrides)
     run = out / f"pretrain-{corpus}"
-    if (run / "final_metrics.json").exists():
-        demo.refuse_stale(run, _validated(pcfg))
-    else:
-        pretrain(pcfg, run, resume=is_run(run))
-        demo.drop_checkpoints(run)
+    demo.pretrain_or_reuse(pcfg, run)
     return run
-
-
-def _validated(pcfg):
-    import copy
-
-    completed = copy.deepcopy(pcfg)
-    completed.validate()
-    return completed
 
 
 def fake_finetune_config(cfg, init: Path, random_init: bool, files: Path, seed: int):

@@ -532,17 +532,26 @@ def _fill_mask_lines(run, title: str) -> list[str]:
     return lines
 
 
-def _pretrain(cfg: DemoConfig, out: Path, progress: bool) -> Path:
-    pcfg = pretrain_config(cfg)
-    pcfg.train.progress = progress
-    run = out / "pretrained"
+def pretrain_or_reuse(pcfg: PretrainConfig, run: Path, ignore: tuple[str, ...] = ()) -> bool:
+    """Pretrain `run`, resume it, or reuse it finished when it was made with these settings (keys
+    starting with one of `ignore` not compared); its checkpoints are dropped once it is done.
+    True when an earlier invocation had finished it."""
     completed = copy.deepcopy(pcfg)
     completed.validate()  # fills in the default objectives, as the saved config has them
-    refuse_stale(run, completed)
-    if not (run / "final_metrics.json").exists():  # else an earlier demo run finished it
+    refuse_stale(run, completed, FILLED_IN + ignore)
+    reused = (run / "final_metrics.json").exists()
+    if not reused:
         pretrain(pcfg, run, resume=is_run(run))
     drop_checkpoints(run)
-    return run
+    return reused
+
+
+def pretrain_encoder(cfg: DemoConfig, out: Path, progress: bool) -> Path:
+    """The demo's encoder in OUT/pretrained (also the dna experiment's Chinese encoder)."""
+    pcfg = pretrain_config(cfg)
+    pcfg.train.progress = progress
+    pretrain_or_reuse(pcfg, out / "pretrained")
+    return out / "pretrained"
 
 
 @dataclass
@@ -559,10 +568,10 @@ class ArmResult:
 
 
 # what a run's setup fills in, or what does not change its result: not compared on reuse
-_FILLED_IN = ("model.vocab_size", "tokenizer.", "task.kind", "train.progress", "train.threads")
+FILLED_IN = ("model.vocab_size", "tokenizer.", "task.kind", "train.progress", "train.threads")
 
 
-def refuse_stale(run: Path, wanted, filled_in: tuple[str, ...] = _FILLED_IN) -> None:
+def refuse_stale(run: Path, wanted, filled_in: tuple[str, ...] = FILLED_IN) -> None:
     """A run an earlier invocation left is reused only when it was made with the settings asked
     for now (steps, learning rate, examples, sizes...): a changed option is never answered with
     an old result."""
@@ -577,7 +586,7 @@ def refuse_stale(run: Path, wanted, filled_in: tuple[str, ...] = _FILLED_IN) -> 
 def finetune_or_reuse(fcfg: FinetuneConfig, run: Path) -> tuple[dict, bool]:
     """One fine-tuning run, or the metrics an earlier invocation left when it was made with the
     same settings; (metrics, reused). Checkpoints are dropped once it is finished."""
-    refuse_stale(run, fcfg, _FILLED_IN + ("model.",))  # the encoder's sizes come from --init
+    refuse_stale(run, fcfg, FILLED_IN + ("model.",))  # the encoder's sizes come from --init
     done = run / "final_metrics.json"
     if done.exists():
         metrics, reused = json.loads(done.read_text()), True
@@ -954,7 +963,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, progress: bool = True, say=print)
         "continues)"
     )
     started = time.perf_counter()
-    pretrained = _pretrain(cfg, out, progress)
+    pretrained = pretrain_encoder(cfg, out, progress)
     if plan.pretrained:
         say(f"  pretraining reused; {eta.status()}")
     else:

@@ -128,7 +128,7 @@ def _encoder(cfg: DnaConfig, out: Path, encoder: str) -> Path:
     if cfg.chinese_run:
         return Path(cfg.chinese_run)
     pretrain_cfg = demo.DemoConfig(pretrain_steps=cfg.chinese_pretrain_steps, threads=cfg.threads)
-    return demo._pretrain(pretrain_cfg, out, progress=True)  # out/pretrained, reused when done
+    return demo.pretrain_encoder(pretrain_cfg, out, progress=True)  # reused when done
 
 
 def finetune_config(

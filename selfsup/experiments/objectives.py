@@ -45,11 +45,9 @@ from selfsup.experiments import demo
 from selfsup.experiments.common import experiment_main
 from selfsup.io import atomic_write_json
 from selfsup.models.transformer import init_weights
-from selfsup.recipes import pretrain
 from selfsup.recipes.text import PRESETS as PRETRAIN_PRESETS
 from selfsup.recipes.text import PretrainConfig, load_pretrain_config, special_ids
 from selfsup.reporting import markdown_table, mean_std, pyplot, save_figure
-from selfsup.runs import is_run
 
 RANDOM_INIT = "random init"
 
@@ -180,26 +178,17 @@ def arm_config(cfg: ObjectivesConfig, arm: str, seed: int) -> PretrainConfig:
 def pretrain_arm(cfg: ObjectivesConfig, out: Path, arm: str, seed: int, say=print) -> Path:
     run = out / f"{arm}-seed{seed}"
     pcfg = arm_config(cfg, arm, seed)
-    if (run / "final_metrics.json").exists():  # where the corpus came from does not matter
-        demo.refuse_stale(run, _validated(pcfg), demo._FILLED_IN + ("data.reuse_from",))
-        return run
     first = out / f"{cfg.arms[0]}-seed{seed}"
     if run != first:  # the first arm of a seed tokenizes the corpus; the others link to it
         pcfg.data.reuse_from = str(first)
-    say(f"pretraining {run.name} ({cfg.pretrain_steps} steps)")
+    if not (run / "final_metrics.json").exists():
+        say(f"pretraining {run.name} ({cfg.pretrain_steps} steps)")
     started = time.perf_counter()
-    pretrain(pcfg, run, resume=is_run(run))
-    demo.drop_checkpoints(run)
-    atomic_write_json(run / "pretrain_seconds.json", {"seconds": time.perf_counter() - started})
+    # where the tokenized corpus came from does not change the run
+    if not demo.pretrain_or_reuse(pcfg, run, ignore=("data.reuse_from",)):
+        seconds = {"seconds": time.perf_counter() - started}
+        atomic_write_json(run / "pretrain_seconds.json", seconds)
     return run
-
-
-def _validated(pcfg: PretrainConfig) -> PretrainConfig:
-    import copy
-
-    completed = copy.deepcopy(pcfg)
-    completed.validate()
-    return completed
 
 
 # ---------------------------------------------------------------- NSP / SOP probes
@@ -353,7 +342,7 @@ def run_objectives(cfg: ObjectivesConfig, out: Path, say=print) -> list[ArmScore
     # that adds seeds or folds keeps what is still valid
     save_run_config(cfg, out / "config.json", resume=False)
     for arm in cfg.arms:  # every arm's config is checked before any long work
-        _validated(arm_config(cfg, arm, 0))
+        arm_config(cfg, arm, 0).validate()
     tasks = demo.check_runs(cfg.downstream(), out) if cfg.tasks else {}
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
