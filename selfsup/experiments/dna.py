@@ -35,6 +35,7 @@ from selfsup.data.sources import minilm_folder
 from selfsup.errors import UserError
 from selfsup.experiments import demo
 from selfsup.experiments.common import experiment_main
+from selfsup.experiments.jobs import JOBS_HELP, Job, default_workers, run_jobs
 from selfsup.io import atomic_write_json, atomic_write_text
 from selfsup.recipes.finetune import FinetuneConfig
 from selfsup.recipes.finetune import preset_small as finetune_preset
@@ -75,6 +76,7 @@ class DnaConfig:
     kmer_max: int = option(4, "k-mer baseline: counts of k = 1..kmer_max")
     max_train_examples: int = option(0, "use the first N training sequences only (0: all)")
     threads: int = option(0, "CPU threads (0: torch's default)")
+    jobs: int = option(0, JOBS_HELP)
 
     def validate(self) -> None:
         unknown = [a for a in self.arms + self.cv_arms if a not in ARMS]
@@ -115,6 +117,7 @@ def preset_quick() -> DnaConfig:
         cv_folds=2,
         kmer_max=2,
         max_train_examples=64,
+        jobs=1,
     )
 
 
@@ -123,12 +126,20 @@ PRESETS = {"cpu": DnaConfig, "gpu": preset_gpu, "quick": preset_quick}
 
 # ---------------------------------------------------------------- the runs
 def _encoder(cfg: DnaConfig, out: Path, encoder: str) -> Path:
+    """Where an encoder's weights are (the Chinese one is made by `pretrain_chinese`)."""
     if encoder == "minilm":
         return minilm_folder("the dna experiment's minilm arms")
-    if cfg.chinese_run:
-        return Path(cfg.chinese_run)
-    pretrain_cfg = demo.DemoConfig(pretrain_steps=cfg.chinese_pretrain_steps, threads=cfg.threads)
-    return demo.pretrain_encoder(pretrain_cfg, out, progress=True)  # reused when done
+    return Path(cfg.chinese_run) if cfg.chinese_run else out / "pretrained"
+
+
+def pretrain_chinese(cfg: DnaConfig, out: Path) -> None:
+    """The demo's Chinese encoder in OUT/pretrained, unless `chinese_run` names one; reused when
+    done."""
+    if not cfg.chinese_run:
+        pretrain_cfg = demo.DemoConfig(
+            pretrain_steps=cfg.chinese_pretrain_steps, threads=cfg.threads
+        )
+        demo.pretrain_encoder(pretrain_cfg, out, progress=True)
 
 
 def finetune_config(
@@ -181,17 +192,24 @@ class ArmRun:
     curve: list[tuple[int, float]]
 
 
-def run_arm(cfg: DnaConfig, out: Path, init: Path, arm: str, seed: int, chosen: float | None):
-    """Seed 0 tries the arm's grid and keeps the best rate on dev; other seeds use `chosen`."""
-    results = []
-    for lr in cfg.learning_rates(arm) if chosen is None else [chosen]:
-        run = out / f"{_slug(arm)}-seed{seed}-lr{lr:g}"
-        metrics, _ = demo.finetune_or_reuse(finetune_config(cfg, init, arm, seed, lr), run)
-        demo.drop_weights(run)  # the scores and curves are what this experiment keeps
-        results.append(
-            ArmRun(arm, seed, lr, metrics["dev_accuracy"], metrics["test_accuracy"], dev_curve(run))
-        )
-    return max(results, key=lambda r: r.dev)
+def finetune_arm(cfg: DnaConfig, out: Path, init: Path, arm: str, seed: int, lr: float) -> ArmRun:
+    """One fine-tuning run of an arm on the paper split, with its dev curve."""
+    run = out / f"{_slug(arm)}-seed{seed}-lr{lr:g}"
+    metrics, _ = demo.finetune_or_reuse(finetune_config(cfg, init, arm, seed, lr), run)
+    demo.drop_weights(run)  # the scores and curves are what this experiment keeps
+    return ArmRun(arm, seed, lr, metrics["dev_accuracy"], metrics["test_accuracy"], dev_curve(run))
+
+
+def chosen_rate(cfg: DnaConfig, out: Path, init: Path, arm: str) -> ArmRun:
+    """Seed 0's run of the arm's grid with the best dev accuracy (its rate serves every seed)."""
+    grid = [finetune_arm(cfg, out, init, arm, 0, lr) for lr in cfg.learning_rates(arm)]
+    return max(grid, key=lambda r: r.dev)
+
+
+def finetune_seed(cfg: DnaConfig, out: Path, init: Path, arm: str, seed: int) -> ArmRun:
+    """Seed `seed` of an arm at the rate seed 0 chose (seed 0: the grid's best run)."""
+    best = chosen_rate(cfg, out, init, arm)
+    return best if seed == 0 else finetune_arm(cfg, out, init, arm, seed, best.learning_rate)
 
 
 def _fold_files(examples: list, folds_dir: Path, k: int) -> list[Path]:
@@ -211,16 +229,17 @@ def _fold_files(examples: list, folds_dir: Path, k: int) -> list[Path]:
     return folders
 
 
-def cross_validate(cfg, out, init: Path, arm: str, lr: float, folds: list[Path]) -> list[float]:
-    scores = []
-    for i, files in enumerate(folds):
-        run = out / "cv" / f"{_slug(arm)}-{len(folds)}folds-fold{i}"
-        fcfg = finetune_config(cfg, init, arm, seed=i, lr=lr, files=files)
-        fcfg.train.eval_every = 0
-        metrics, _ = demo.finetune_or_reuse(fcfg, run)
-        demo.drop_weights(run)
-        scores.append(metrics["test_accuracy"])
-    return scores
+def cross_validate_fold(
+    cfg: DnaConfig, out: Path, init: Path, arm: str, fold: int, folds: list[Path]
+) -> float:
+    """Test accuracy on one cross-validation fold, at the rate seed 0 chose for the arm."""
+    lr = chosen_rate(cfg, out, init, arm).learning_rate
+    run = out / "cv" / f"{_slug(arm)}-{len(folds)}folds-fold{fold}"
+    fcfg = finetune_config(cfg, init, arm, seed=fold, lr=lr, files=folds[fold])
+    fcfg.train.eval_every = 0
+    metrics, _ = demo.finetune_or_reuse(fcfg, run)
+    demo.drop_weights(run)
+    return metrics["test_accuracy"]
 
 
 def kmer_scores(cfg: DnaConfig, examples: list, folds: list[Path] | None) -> dict:
@@ -346,23 +365,36 @@ def run_dna(cfg: DnaConfig, out: Path, say=print) -> dict:
     encoders = {ARMS[arm][0] for arm in cfg.arms}
     inits = {encoder: _encoder(cfg, out, encoder) for encoder in sorted(encoders)}
     examples = load_splice()
-    folds = None
+    folds = []
     if cfg.cv_folds:
         folds = _fold_files(examples, out / "cv" / f"folds{cfg.cv_folds}", cfg.cv_folds)
-    runs: list[ArmRun] = []
-    cv: dict[str, list[float]] = {}
+    jobs = [Job("pretrain chinese", pretrain_chinese, (cfg, out))] if "chinese" in inits else []
     for arm in cfg.arms:
         init = inits[ARMS[arm][0]]
-        best = run_arm(cfg, out, init, arm, 0, None)
-        runs.append(best)
-        say(f"  {arm} seed 0: lr {best.learning_rate:g}, dev {best.dev:.3f}, test {best.test:.3f}")
-        for seed in range(1, cfg.seeds):
-            result = run_arm(cfg, out, init, arm, seed, best.learning_rate)
-            runs.append(result)
-            say(f"  {arm} seed {seed}: dev {result.dev:.3f}, test {result.test:.3f}")
-        if folds and arm in cfg.cv_arms:
-            cv[arm] = cross_validate(cfg, out, init, arm, best.learning_rate, folds)
-            say(f"  {arm} {len(folds)}-fold CV: {np.mean(cv[arm]):.3f}")
+        after = ("pretrain chinese",) if ARMS[arm][0] == "chinese" else ()
+        grid = tuple(f"{arm} seed0 lr{lr:g}" for lr in cfg.learning_rates(arm))
+        for name, lr in zip(grid, cfg.learning_rates(arm)):
+            jobs.append(Job(name, finetune_arm, (cfg, out, init, arm, 0, lr), after))
+        for seed in range(cfg.seeds):
+            jobs.append(Job(f"{arm} seed{seed}", finetune_seed, (cfg, out, init, arm, seed), grid))
+        for fold in range(len(folds)) if arm in cfg.cv_arms else []:
+            args = (cfg, out, init, arm, fold, folds)
+            jobs.append(Job(f"{arm} fold{fold}", cross_validate_fold, args, grid))
+    done = run_jobs(jobs, default_workers(cfg.jobs), out / "logs", say)
+    runs: list[ArmRun] = [
+        done[f"{arm} seed{seed}"] for arm in cfg.arms for seed in range(cfg.seeds)
+    ]
+    for run in runs:
+        say(
+            f"  {run.arm} seed {run.seed}: lr {run.learning_rate:g}, dev {run.dev:.3f}, test {run.test:.3f}"
+        )
+    cv = {
+        arm: [done[f"{arm} fold{fold}"] for fold in range(len(folds))]
+        for arm in cfg.arms
+        if folds and arm in cfg.cv_arms
+    }
+    for arm, scores in cv.items():
+        say(f"  {arm} {len(folds)}-fold CV: {np.mean(scores):.3f}")
     kmers = kmer_scores(cfg, examples, folds)
     table = markdown_table(HEADERS, summary_rows(runs, cv, kmers))
     atomic_write_text(out / "table.md", table + "\n")

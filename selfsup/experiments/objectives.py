@@ -43,6 +43,7 @@ from selfsup.errors import UserError
 from selfsup.evaluation.probe import linear_probe_accuracy
 from selfsup.experiments import demo
 from selfsup.experiments.common import experiment_main
+from selfsup.experiments.jobs import JOBS_HELP, Job, default_workers, run_jobs
 from selfsup.io import atomic_write_json
 from selfsup.models.transformer import init_weights
 from selfsup.recipes.text import PRESETS as PRETRAIN_PRESETS
@@ -88,6 +89,7 @@ class ObjectivesConfig:
     max_train_examples: int = option(4000, "downstream training examples (0: all)")
     max_eval_examples: int = option(1000, "downstream dev and test examples (0: all)")
     threads: int = option(0, "CPU threads (0: torch's default)")
+    jobs: int = option(0, JOBS_HELP)
     pretrain_overrides: list[str] = option(
         [], "key=value changes to every arm's pretraining config (e.g. train.batch_size=32)"
     )
@@ -146,6 +148,7 @@ def preset_quick() -> ObjectivesConfig:
         task_steps=[],
         max_train_examples=40,
         max_eval_examples=20,
+        jobs=1,
         pretrain_overrides=["train.log_every=1", "train.progress=false"],
     )
 
@@ -284,6 +287,32 @@ def downstream_scores(
     return scores
 
 
+def _probe_settings(cfg: ObjectivesConfig) -> dict:
+    return {"train_pairs": cfg.probe_train_pairs, "test_pairs": cfg.probe_test_pairs}
+
+
+def score_arm(cfg: ObjectivesConfig, out: Path, arm: str, seed: int, tasks: dict) -> dict:
+    """A pretrained arm's held-out MLM accuracy, NSP/SOP probes and downstream scores."""
+    run = out / f"{arm}-seed{seed}"
+    final = json.loads((run / "final_metrics.json").read_text())
+    scores = {"mlm_accuracy": final["eval_mlm_accuracy"]}
+    scores |= _cached(run / "probes.json", _probe_settings(cfg), lambda: probe_scores(cfg, run))
+    scores |= downstream_scores(cfg, run, seed, tasks)
+    print(f"  {arm} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    return scores
+
+
+def score_random_init(cfg: ObjectivesConfig, out: Path, seed: int, tasks: dict) -> dict:
+    """The reference row: the first arm's architecture, tokenizer and data from random weights."""
+    reference = out / f"{cfg.arms[0]}-seed{seed}"
+    scores = _cached(
+        out / f"random-init-seed{seed}-probes.json",
+        _probe_settings(cfg),
+        lambda: probe_scores(cfg, reference, random_init=True),
+    )
+    return scores | downstream_scores(cfg, reference, seed, tasks, random_init=True)
+
+
 # ---------------------------------------------------------------- the experiment
 @dataclass
 class ArmScores:
@@ -346,27 +375,35 @@ def run_objectives(cfg: ObjectivesConfig, out: Path, say=print) -> list[ArmScore
     tasks = demo.check_runs(cfg.downstream(), out) if cfg.tasks else {}
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    probe_settings = {"train_pairs": cfg.probe_train_pairs, "test_pairs": cfg.probe_test_pairs}
-    results = []
+    jobs = []
     for seed in range(cfg.seeds):
+        first = f"pretrain {cfg.arms[0]} seed{seed}"  # tokenizes the corpus the others reuse
         for arm in cfg.arms:
-            run = pretrain_arm(cfg, out, arm, seed, say)
-            final = json.loads((run / "final_metrics.json").read_text())
-            scores = {"mlm_accuracy": final["eval_mlm_accuracy"]}
-            scores |= _cached(
-                run / "probes.json", probe_settings, lambda run=run: probe_scores(cfg, run)
+            pretrained = f"pretrain {arm} seed{seed}"
+            after = () if arm == cfg.arms[0] else (first,)
+            jobs.append(Job(pretrained, pretrain_arm, (cfg, out, arm, seed), after))
+            jobs.append(
+                Job(
+                    f"score {arm} seed{seed}",
+                    score_arm,
+                    (cfg, out, arm, seed, tasks),
+                    (pretrained,),
+                )
             )
-            scores |= downstream_scores(cfg, run, seed, tasks)
-            results.append(ArmScores(arm, seed, scores))
-            say(f"  {arm} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-        reference = out / f"{cfg.arms[0]}-seed{seed}"  # its tokenizer, data and sizes
-        scores = _cached(
-            out / f"random-init-seed{seed}-probes.json",
-            probe_settings,
-            lambda reference=reference: probe_scores(cfg, reference, random_init=True),
+        jobs.append(
+            Job(
+                f"score {RANDOM_INIT} seed{seed}",
+                score_random_init,
+                (cfg, out, seed, tasks),
+                (first,),
+            )
         )
-        scores |= downstream_scores(cfg, reference, seed, tasks, random_init=True)
-        results.append(ArmScores(RANDOM_INIT, seed, scores))
+    done = run_jobs(jobs, default_workers(cfg.jobs), out / "logs", say)
+    results = [
+        ArmScores(arm, seed, done[f"score {arm} seed{seed}"])
+        for seed in range(cfg.seeds)
+        for arm in [*cfg.arms, RANDOM_INIT]
+    ]
     headers, rows = summarise(results, cfg.tasks)
     table = markdown_table(headers, rows)
     (out / "table.md").write_text(table + "\n")

@@ -1,7 +1,9 @@
 """Does speech self-supervision help when labels are few? TERA and APC pretrained on FSDD without
 one speaker, judged by frozen-feature probes (selfsup/evaluation/audio_probe.py) against the same
 encoder at random initialisation and pooled log-mel frames, with 1, 5, 20 and all labels per
-class, over several seeds; a table and a plot.
+class, over several seeds; a table and a plot. Every method's utterance features are pooled the
+same way (`pooling`: segments or mean) from the same layer choice (`layer`: one, all, or SUPERB's
+learned weighted sum, whose weights the table reports).
 
     selfsup experiment speech --out runs/speech                 # CPU: the fsdd preset as is
     selfsup experiment speech --preset gpu --out runs/speech-gpu
@@ -33,11 +35,12 @@ from selfsup.evaluation.audio_probe import (
     TaskResults,
     format_task_tables,
     parse_layer,
+    parse_pooling,
     probe_encoders,
     probe_tasks,
     results_json,
 )
-from selfsup.evaluation.probe import ProbeResult, parse_labels_per_class, summarize
+from selfsup.evaluation.probe import parse_labels_per_class, summarize
 from selfsup.experiments.common import experiment_main
 from selfsup.io import atomic_write_json, atomic_write_text
 from selfsup.reporting import pyplot, save_figure
@@ -56,7 +59,15 @@ class SpeechConfig:
         "george", "the speaker pretraining never hears; the digit probe tests on it"
     )
     labels_per_class: str = option("1,5,20,all", "labelled utterances per class, comma-separated")
-    layer: str = option("-1", "encoder output to pool: an index (-1 the last) or all")
+    layer: str = option(
+        "-1",
+        "encoder output to pool: an index (-1 the last), all (equal weights) or weighted "
+        "(weights learned with the probe)",
+    )
+    pooling: str = option(
+        "segments",
+        "utterance pooling for every method: segments (mean and std over each third) or mean",
+    )
     task: str = option("both", "digit, speaker or both")
 
 
@@ -138,16 +149,19 @@ def probe_seed(cfg: SpeechConfig, runs: dict[str, Path], seed: int) -> list[Task
         parse_labels_per_class(cfg.labels_per_class),
         [seed],
         layer,
+        pooling=parse_pooling(cfg.pooling),
     )
 
 
 def merge(per_seed: list[list[TaskResults]]) -> list[TaskResults]:
-    """Seeds' results joined per task, in task order."""
-    tasks: dict[str, list[ProbeResult]] = {}
+    """Seeds' results (and learned layer weights) joined per task, in task order."""
+    tasks: dict[str, TaskResults] = {}
     for results in per_seed:
         for r in results:
-            tasks.setdefault(r.task, []).extend(r.results)
-    return [TaskResults(task, results) for task, results in tasks.items()]
+            joined = tasks.setdefault(r.task, TaskResults(r.task, []))
+            joined.results.extend(r.results)
+            joined.layer_weights.extend(r.layer_weights)
+    return list(tasks.values())
 
 
 def plot_results(results: list[TaskResults], path: Path, title: str) -> None:
@@ -193,6 +207,7 @@ def run_speech(cfg: SpeechConfig, out: Path, say=print) -> list[TaskResults]:
         raise UserError(f"seeds must be positive, got {cfg.seeds}")
     parse_labels_per_class(cfg.labels_per_class)  # a typo fails before minutes of pretraining
     parse_layer(cfg.layer)
+    parse_pooling(cfg.pooling)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     runs: dict[int, dict[str, Path]] = {}
