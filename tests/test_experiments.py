@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,7 @@ def objectives_quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("objectives")
     said: list[str] = []
     cfg = objectives.preset_quick()
+    cfg.threads = 1  # as the workers of the jobs=2 run below: the same kernels, the same numbers
     results = objectives.run_objectives(cfg, out, say=said.append)
     return out, cfg, results, said
 
@@ -138,10 +140,23 @@ def test_objectives_quick_every_arm_trains_and_is_scored(objectives_quick):
 
 def test_objectives_rerun_reuses_finished_arms(objectives_quick):
     out, cfg, results, _ = objectives_quick
-    said: list[str] = []
-    again = objectives.run_objectives(cfg, out, say=said.append)
-    assert not any(line.startswith("pretraining") for line in said)
+    finished = sorted(out.rglob("final_metrics.json"))
+    written = [path.stat().st_mtime_ns for path in finished]
+    again = objectives.run_objectives(cfg, out, say=lambda _: None)
+    assert [path.stat().st_mtime_ns for path in finished] == written  # no run made again
+    assert sorted(out.rglob("final_metrics.json")) == finished
     assert [r.scores for r in again] == [r.scores for r in results]
+
+
+def test_objectives_side_by_side_gives_the_sequential_numbers(objectives_quick, tmp_path):
+    _, cfg, results, _ = objectives_quick
+    said: list[str] = []
+    parallel = objectives.run_objectives(replace(cfg, jobs=2), tmp_path, say=said.append)
+    assert [(r.arm, r.seed, r.scores) for r in parallel] == [
+        (r.arm, r.seed, r.scores) for r in results
+    ]
+    assert sum(line.startswith("  finished") for line in said) == 2 * len(cfg.arms) + 1
+    assert (tmp_path / "logs").is_dir()
 
 
 def test_reuse_from_refuses_a_run_prepared_differently(tmp_path):

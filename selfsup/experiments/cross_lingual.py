@@ -28,6 +28,7 @@ import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -103,6 +104,12 @@ class CrossLingualConfig:
     qa_lr: float = option(1e-4, "qa: learning rate of every arm")
     qa_max_seq_len: int = option(192, "qa: tokens per window")
     qa_stride: int = option(128, "qa: tokens between window starts")
+    qa_no_answer_windows: Literal["drop", "cls"] = option(
+        "drop",
+        "qa: training windows that miss their answer: drop (every arm learns from answered "
+        "windows only, so equal steps are equal answered examples in both languages) or cls "
+        "(kept, labelled at [CLS]: 3 of the 4 windows of a CMRC passage)",
+    )
     threads: int = option(0, "CPU threads (0: torch's default)")
     jobs: int = option(0, JOBS_HELP)
     pretrain_overrides: list[str] = option([], "key=value changes to both pretraining configs")
@@ -308,6 +315,7 @@ def qa_finetune_config(cfg, init: Path, language: str, random_init: bool, files:
     fcfg.task.train_file = str(files[f"{language}_train"])
     fcfg.task.dev_file, fcfg.task.test_file = str(files["en_dev"]), str(files["zh_dev"])
     fcfg.task.max_seq_len, fcfg.task.stride = cfg.qa_max_seq_len, cfg.qa_stride
+    fcfg.task.no_answer_window = cfg.qa_no_answer_windows
     fcfg.train.steps, fcfg.train.batch_size, fcfg.train.lr = (
         cfg.qa_steps,
         cfg.qa_batch_size,
