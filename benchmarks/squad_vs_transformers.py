@@ -44,7 +44,9 @@ Timing: training is the optimizer loop alone. For selfsup that is the time spent
 changes); it also holds finetune's end-of-run evaluation on a dev file of one paragraph and
 its checkpoint writes (a few seconds). Tokenizing the training split is excluded in both arms.
 Inference is examples per second over the eval split: tokenization, windows, forward passes in
-batches of 64 and span search, model loading excluded; `--repeats K` gives medians over K runs.
+batches of `--inference-batch` windows (default 32, both arms; each batch padded to its
+longest; selfsup orders the windows longest first, the transformers loop keeps example order)
+and span search, model loading excluded; `--repeats K` gives medians over K runs.
 
 Usage:
     python benchmarks/squad_vs_transformers.py                 # defaults: see preset_default()
@@ -81,7 +83,6 @@ from selfsup.tasks.qa_windows import NUM_SPECIAL_TOKENS, WindowConfig
 from selfsup.trainer import TrainConfig, lr_at
 
 SQUAD_DEV = "squad-v1.1-dev/dev-v1.1-reconstructed.json"  # in the shared data folder
-INFERENCE_BATCH = 64  # predict_logits' default batch, used by both arms
 
 
 # ---------------------------------------------------------------- settings
@@ -104,6 +105,7 @@ class Settings:
     max_grad_norm: float = 1.0
     seed: int = 0
     repeats: int = 1  # inference timings per arm (median reported)
+    inference_batch: int = 32  # windows per forward pass at inference, in both arms
     threads: int = 0  # torch CPU threads (0: torch's default)
     work_dir: str | None = None  # a fresh folder is made inside it (default: the system temp)
     # selfsup with transformers' algorithm: loss over the whole window, best span over every
@@ -330,7 +332,7 @@ def run_selfsup(
     seconds, notes = [], []
     for _ in range(s.repeats):
         start = time.perf_counter()
-        predicted = predict_split(run, eval_examples)
+        predicted = predict_split(run, eval_examples, s.inference_batch)
         seconds.append(time.perf_counter() - start)
     answers = {e.id: p.text for e, p in zip(eval_examples, predicted)}
     again = squad_scores(eval_squad, answers)
@@ -560,15 +562,15 @@ def best_span(
 
 @torch.no_grad()
 def predict_hf(
-    model, tokenizer, examples: Sequence[QAExample], wcfg: WindowConfig
+    model, tokenizer, examples: Sequence[QAExample], wcfg: WindowConfig, batch_size: int
 ) -> dict[str, str]:
     """{question id: answer text}: the best span over all windows of each example (ties: the
     earlier window), cut from the context by character offsets."""
     model.eval()
     windows = hf_windows(tokenizer, examples, wcfg, training=False)
     best: dict[int, tuple[float, str]] = {}
-    for i in range(0, len(windows), INFERENCE_BATCH):
-        chunk = windows[i : i + INFERENCE_BATCH]
+    for i in range(0, len(windows), batch_size):
+        chunk = windows[i : i + batch_size]
         out = model(**collate_hf(chunk, tokenizer.pad_token_id))
         starts, ends = out.start_logits.float().numpy(), out.end_logits.float().numpy()  # (B, T)
         for row, window in enumerate(chunk):
@@ -599,7 +601,9 @@ def run_hf(
     seconds, predictions = [], {}
     for _ in range(s.repeats):
         start = time.perf_counter()
-        predictions = predict_hf(model, tokenizer, eval_examples, window_config(s))
+        predictions = predict_hf(
+            model, tokenizer, eval_examples, window_config(s), s.inference_batch
+        )
         seconds.append(time.perf_counter() - start)
     scores = squad_scores(eval_squad, predictions, "en")
     name = f"transformers {transformers.__version__} BertForQuestionAnswering"

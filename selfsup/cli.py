@@ -10,6 +10,7 @@ building it needs (`selfsup pretrain --help` imports the recipe's config, and wi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ COMMAND_HELP = {
     "generate": "continue a prompt with a GPT run, streaming the text as it is generated",
     "icl": "in-context learning: k-shot accuracy of a GPT run on a labelled task, no training",
     "experiment": "the lecture's claims measured: `selfsup experiment list` names them",
+    "serve": "a local playground page and JSON API for runs (fill-mask, QA, generation, ...)",
 }
 
 
@@ -159,6 +161,8 @@ def _train_and_report(command: str, run, cfg, args: argparse.Namespace) -> int:
             f"\ninterrupted: continue with  selfsup {command} --out {out} --resume", file=sys.stderr
         )
         return 130
+    if os.environ.get("RANK", "0") != "0":  # one report for a torchrun run: rank 0's
+        return 0
     print("final metrics:")
     for key, value in metrics.items():
         print(f"  {key:32s} {value:.4f}")
@@ -361,6 +365,14 @@ def _ask_parser(sub) -> None:
     p.add_argument(
         "--predictions", metavar="FILE", help="where to write {id: answer} (with --squad)"
     )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        metavar="N",
+        help="windows per forward pass (default 32; the answers do not depend on it: larger "
+        "suits a GPU)",
+    )
     p.set_defaults(func=_run_ask)
 
 
@@ -381,10 +393,13 @@ def _run_ask(args: argparse.Namespace) -> int:
         raise UserError("--question is empty: give the text of the question to answer")
     if one_question and not args.context:
         raise UserError("--question TEXT needs --context FILE: the passage to find the answer in")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     run = load_finetuned(args.run)
     if args.squad:
         examples, _ = read_squad(args.squad, for_training=False)
-        answers = {e.id: p.text for e, p in zip(examples, answer_questions(run, examples))}
+        predictions = answer_questions(run, examples, args.batch_size)
+        answers = {e.id: p.text for e, p in zip(examples, predictions)}
         if args.predictions:
             atomic_write_json(args.predictions, answers)
             print(f"{len(answers)} answers written to {args.predictions}")
@@ -399,7 +414,9 @@ def _run_ask(args: argparse.Namespace) -> int:
         ) from None
     if not context.strip():
         raise UserError(f"{args.context}: the passage is empty (--context needs a passage)")
-    (prediction,) = answer_questions(run, [QAExample("q", args.question, context, [])])
+    (prediction,) = answer_questions(
+        run, [QAExample("q", args.question, context, [])], args.batch_size
+    )
     if prediction.window < 0:
         print("(no answer found)")
         return 1
@@ -596,12 +613,13 @@ def _probe_parser(sub) -> None:
         "labelled examples (k-NN), and score both on a test set. The same draws score the same "
         "encoder at random initialisation and a raw-input baseline. SimCLR/BYOL runs: images, "
         "raw pixels as the baseline. TERA/APC runs: FSDD-named speech, utterance features "
-        "mean-pooled over real frames, pooled log-mel as the baseline; --task digit tests on the "
-        "speakers pretraining excluded, --task speaker on the run's held-out takes. Prints a "
-        "table, mean +- std over seeds.",
+        "pooled over real frames (--pooling), log-mel pooled the same way as the baseline; "
+        "--task digit tests on the speakers pretraining excluded, --task speaker on the run's "
+        "held-out takes. Prints a table, mean +- std over seeds.",
         epilog="examples:\n  selfsup probe runs/simclr-digits\n"
         "  selfsup probe runs/byol-mnist --labels-per-class 1,10 --seeds 5 --json probe.json\n"
-        "  selfsup probe runs/tera --task both --layer all --json tera-probe.json",
+        "  selfsup probe runs/tera --task both --layer all --json tera-probe.json\n"
+        "  selfsup probe runs/tera --layer weighted --pooling mean",
     )
     p.add_argument(
         "run",
@@ -625,9 +643,17 @@ def _probe_parser(sub) -> None:
     p.add_argument(
         "--layer",
         default="-1",
-        metavar="N|all",
+        metavar="N|all|weighted",
         help="speech only: the encoder output to pool, 0 (input representation) to L, -1 the "
-        "last (default), or all: the equal-weight mean of every layer",
+        "last (default), all: the equal-weight mean of every layer, or weighted: softmax layer "
+        "weights learned with the linear probe on each draw (SUPERB), and printed",
+    )
+    p.add_argument(
+        "--pooling",
+        default="segments",
+        choices=["segments", "mean"],
+        help="speech only, the same for every method: segments (default): mean and std over "
+        "each third of the real frames; mean: the mean over all of them",
     )
     p.add_argument(
         "--task",
@@ -673,6 +699,7 @@ def _run_probe(args: argparse.Namespace) -> int:
             layer=args.layer,
             task=args.task,
             baselines=not args.no_baselines,
+            pooling=args.pooling,
         )
         print(format_task_tables(task_results))
         if args.json:
@@ -767,6 +794,53 @@ def _run_experiment(args: argparse.Namespace) -> int:
     return EXPERIMENTS[args.name].main([*args.rest, *args.overrides])
 
 
+EPILOG_SERVE = """\
+examples:
+  selfsup serve runs/pd-small runs/drcd runs/shakespeare
+  selfsup serve runs/simclr-digits --images my_photos/ --port 8080
+
+Each run is loaded once, then the page at http://127.0.0.1:8000/ shows what it can do (BERT:
+fill-mask and contextual embeddings; fine-tuned: labels, tags or answers with the n-best list;
+GPT: streamed generation and an in-context-learning builder; SimCLR/BYOL: nearest neighbours of
+an uploaded image in --images DIR). The same is a JSON API under /api (README: curl examples).
+Needs the serve extra: pip install -e ".[serve]".
+"""
+
+
+def _serve_parser(sub) -> None:
+    p = _add_command(
+        sub,
+        "serve",
+        description="Serve a playground page and a JSON API for one or more runs, on this "
+        "machine only unless --host says otherwise.",
+        epilog=EPILOG_SERVE,
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (the page has a tab each)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
+    p.add_argument(
+        "--images", metavar="DIR", help="SimCLR/BYOL runs: the folder of images to search"
+    )
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    try:
+        from selfsup.serve.app import serve
+    except ImportError as e:
+        missing = (e.name or "").split(".")[0]
+        if missing not in ("starlette", "uvicorn"):
+            raise
+        raise UserError(f'selfsup serve needs {missing}: pip install -e ".[serve]"') from None
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be between 0 and 65535, got {args.port}")
+    serve(args.runs, args.host, args.port, args.images, args.device)
+    return 0
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="selfsup",
@@ -790,6 +864,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "generate": lambda: _generate_parser(sub),
         "icl": lambda: _icl_parser(sub),
         "experiment": lambda: _experiment_parser(sub),
+        "serve": lambda: _serve_parser(sub),
     }
     for name in COMMAND_HELP:
         if argv[:1] == [name]:

@@ -203,6 +203,8 @@ def save_config(cfg: Any, path: str | Path) -> None:
 
 # What a resumed run may change: how long it runs and how often it reports or saves, not what a
 # step computes (a longer train.steps stretches the learning-rate schedule from the resume point).
+# How the step is spread over processes (their number is no config key; DDP or FSDP; the
+# collective timeout) changes no result beyond float rounding: a run resumes on any of them.
 RESUMABLE_CHANGES = frozenset(
     f"train.{key}"
     for key in (
@@ -216,6 +218,8 @@ RESUMABLE_CHANGES = frozenset(
         "checkpoint_every",
         "checkpoint_seconds",
         "keep_checkpoints",
+        "parallel",
+        "dist_timeout_s",
     )
 )
 

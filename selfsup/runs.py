@@ -16,7 +16,8 @@ Layout (a file is absent where the run type has no such thing):
                         features/ (speech: log-mel frames of every file, with the files' path,
                         size and mtime) and norm_stats.json (global normalisation)
     labels.json         {"kind", "labels", "source"} of a fine-tuned run
-    checkpoints/        step-NNNNNNN/ folders and a `latest` pointer (selfsup/checkpoint.py)
+    checkpoints/        step-NNNNNNN/ folders and a `latest` pointer (selfsup/checkpoint.py);
+                        an FSDP run's hold each rank's shards (DCP) instead of model.safetensors
     metrics.jsonl       one JSON object per log or evaluation line
     loss_curve.png      the metrics drawn
     model.safetensors   the final weights
@@ -58,7 +59,7 @@ from typing import Any
 
 import torch
 
-from selfsup.checkpoint import CHECKSUMS, load_checked_safetensors
+from selfsup.checkpoint import CHECKSUMS, checkpoint_weights, load_checked_safetensors
 from selfsup.checkpoint import latest_checkpoint as newest_checkpoint
 from selfsup.config import load_config
 from selfsup.data.tokenizer import Tokenizer
@@ -304,9 +305,11 @@ class RunFolder:
         self, prefix: str | None = None, latest_checkpoint: bool = False, missing: str | None = None
     ) -> dict[str, torch.Tensor]:
         """The final weights; with `prefix` only the keys under it, prefix removed. Checked
-        against their recorded sha256 (selfsup/checkpoint.py): corrupt weights are a UserError."""
+        against their recorded sha256 (selfsup/checkpoint.py): corrupt weights are a UserError.
+        A checkpoint's are read from either of its layouts (an FSDP run's shards joined)."""
         path = self.weights_file(latest_checkpoint, missing)
-        state = load_checked_safetensors(path)
+        in_checkpoint = path.parent != self.path
+        state = checkpoint_weights(path.parent) if in_checkpoint else load_checked_safetensors(path)
         if prefix is None:
             return state
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}

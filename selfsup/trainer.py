@@ -18,6 +18,15 @@ A non-finite loss or gradient norm stops the run with a UserError naming the ste
 optimizer applies it; weights are checked finite before each checkpoint and the final save, so no
 NaN model is ever written and the last checkpoint stays the last good one. The per-step cost is
 one isfinite on the gradient norm (the loss is already read as a float for the metrics).
+
+Under torchrun (selfsup/distributed.py) the same loop runs on every rank: each keeps its share of
+every micro-batch (selfsup/batch.py), divides by the step's global item counts and multiplies by
+the number of ranks, so the gradients that DDP or FSDP average over the ranks are those of one
+process; only the last micro-batch of a step synchronises them. Rank 0 alone writes metrics and
+plots; checkpoints hold every rank's RNG (selfsup/checkpoint.py decides who writes which file).
+Logged metrics are summed over the ranks at each log line; the progress bar between them shows
+rank 0's share. Every rank evaluates the whole held-out set (identical weights, identical
+numbers; no communication).
 """
 
 from __future__ import annotations
@@ -35,7 +44,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from selfsup import distributed
+from selfsup.batch import shard_batch
 from selfsup.checkpoint import (
+    full_weights,
     latest_checkpoint,
     load_newest_intact,
     save_checked_safetensors,
@@ -78,6 +90,17 @@ class TrainConfig:
     )
     threads: int = option(0, "CPU threads for torch (0: leave torch's default)")
     progress: bool = option(True, "show a progress bar")
+    parallel: Literal["ddp", "fsdp"] = option(
+        "ddp",
+        "under torchrun: ddp (every rank holds the whole model, gradients averaged) or fsdp "
+        "(weights, gradients and AdamW state sharded over the ranks, for a model too large for "
+        "one device)",
+    )
+    dist_timeout_s: float = option(
+        300.0,
+        "under torchrun: how long a rank waits for the others in a collective before it stops "
+        "with an error (a peer that dies is noticed at once)",
+    )
 
     def validate(self) -> None:
         """Every value checked before any work starts (a NaN learning rate found after an hour of
@@ -88,6 +111,8 @@ class TrainConfig:
         for name in ("warmup_steps", "eval_every", "eval_batches", "keep_checkpoints", "threads"):
             if getattr(self, name) < 0:
                 raise UserError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 < self.dist_timeout_s < math.inf:
+            raise UserError(f"train.dist_timeout_s must be positive, got {self.dist_timeout_s}")
         for name in ("lr", "weight_decay", "max_grad_norm", "checkpoint_seconds"):
             value = getattr(self, name)
             if not 0.0 <= value < math.inf:
@@ -176,6 +201,21 @@ class RunningMetrics:
                 self.top5[name] = self.top5.get(name, 0.0) + float(term.num_top5)
         return total
 
+    def summed_over_ranks(self) -> RunningMetrics:
+        """The same sums over every rank's share of the batches (itself for one process)."""
+        if distributed.world_size() == 1:
+            return self
+        names = sorted(self.count)  # the same terms on every rank
+        parts = [self.loss, self.count, self.correct, self.top5]
+        values = [float(part[n]) for part in parts for n in names if n in part]
+        totals = iter(distributed.all_sum(values))
+        out = RunningMetrics(tokens=self.tokens)  # counted from whole batches already
+        for part, into in zip(parts, [out.loss, out.count, out.correct, out.top5]):
+            for n in names:
+                if n in part:
+                    into[n] = type(part[n])(next(totals))
+        return out
+
     def summary(self, prefix: str = "") -> dict[str, float]:
         out = {}
         for name, total in self.loss.items():
@@ -200,6 +240,22 @@ def evaluate(
             metrics.add(model(to_device(batch, device)), batch.get("num_tokens", 0))
     model.train(was_training)
     return metrics.summary("eval_")
+
+
+def evaluate_all(
+    model: nn.Module,
+    batches: list[dict],
+    device: torch.device,
+    precision: str,
+    extra: Callable[[nn.Module], dict[str, float]] | None,
+) -> dict[str, float]:
+    """Held-out metrics and the recipe's extras (k-NN accuracy, dev scores), on every rank; the
+    weights of a sharded model gathered for the extras, which call more than forward."""
+    with distributed.unsharded(model):
+        metrics = evaluate(model, batches, device, precision)
+        if extra is not None:
+            metrics.update(extra(model))
+    return metrics
 
 
 def autocast(device: torch.device, precision: str):
@@ -229,6 +285,23 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _resume_rng(state: dict[str, Any], seed: int) -> None:
+    """This rank's RNG from a checkpoint: its own when the run that wrote it had this rank (rank
+    0's is "rng", the others' "other_ranks_rng"), else a stream of its own from the step on."""
+    saved = [state["rng"], *state.get("other_ranks_rng", [])]
+    rank = distributed.rank()
+    if rank < len(saved):
+        _set_rng_state(saved[rank])
+    else:
+        torch.manual_seed(distributed.rank_seed(seed, rank, state["step"]))
+
+
+def _rng_states() -> dict[str, Any]:
+    """Every rank's RNG state, for the checkpoint (a collective: called on every rank)."""
+    states = distributed.gather_objects(_rng_state())
+    return {"rng": states[0], **({"other_ranks_rng": states[1:]} if len(states) > 1 else {})}
+
+
 def _truncate_metrics(path: Path, last_step: int) -> None:
     """Drop log lines written after the checkpoint we resume from (they will be written again)."""
     if not path.exists():
@@ -252,8 +325,9 @@ def _stopped(step: int, what: str, checkpoints: Path) -> UserError:
 
 
 def _weights_finite(model: nn.Module) -> bool:
-    checks = [torch.isfinite(p).all() for p in model.parameters()]
-    return not checks or bool(torch.stack(checks).all())
+    """Whether every weight is finite, on every rank (each checks its shard of a sharded model)."""
+    checks = [torch.isfinite(distributed.local(p)).all() for p in model.parameters()]
+    return distributed.all_true(not checks or bool(torch.stack(checks).all()))
 
 
 def _malloc_trim() -> Callable[[], Any]:
@@ -295,9 +369,10 @@ def train(
     from this call, plus what the resumed checkpoint had counted."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    device = distributed.rank_device(resolve_device(cfg.device))
+    rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main()
     model.to(device).train()
+    wrapped = distributed.parallelize(model, cfg.parallel, device)  # what forward is called on
     optimizer = build_optimizer(model, cfg)
     checkpoints, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
     step = 0
@@ -307,11 +382,15 @@ def train(
     if state is not None:
         step = state["step"]
         trained_before = float(state.get("elapsed_s", 0.0))
-        _set_rng_state(state["rng"])
-        _truncate_metrics(metrics_path, step)
+        _resume_rng(state, cfg.seed)
+        if main:
+            _truncate_metrics(metrics_path, step)
     else:
-        torch.manual_seed(cfg.seed)  # dropout stream; weights were initialised by the caller
-        metrics_path.unlink(missing_ok=True)
+        # dropout stream (weights were initialised by the caller): the seed itself on rank 0
+        torch.manual_seed(distributed.rank_seed(cfg.seed, rank))
+        if main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            metrics_path.unlink(missing_ok=True)
     eval_set = data.eval_batches(cfg.eval_batches)
 
     started = time.perf_counter() if started is None else started
@@ -321,8 +400,9 @@ def train(
         return trained_before + time.perf_counter() - started
 
     def log(record: dict[str, Any]) -> None:
-        with metrics_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        if main:
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
 
     def checkpoint(at: int) -> None:
         if not _weights_finite(model):
@@ -332,7 +412,7 @@ def train(
             at,
             model,
             optimizer,
-            {"step": at, "rng": _rng_state(), "elapsed_s": elapsed_seconds()},
+            {"step": at, **_rng_states(), "elapsed_s": elapsed_seconds()},
             cfg.keep_checkpoints,
         )
         nonlocal last_checkpoint
@@ -341,7 +421,11 @@ def train(
             on_checkpoint(at)
 
     bar = tqdm(
-        total=cfg.steps, initial=step, disable=not cfg.progress, unit="step", dynamic_ncols=True
+        total=cfg.steps,
+        initial=step,
+        disable=not (cfg.progress and main),
+        unit="step",
+        dynamic_ncols=True,
     )
     window, window_start = RunningMetrics(), time.perf_counter()
     last_checkpoint = last_trim = window_start  # checkpoint_seconds counts training time from here
@@ -356,12 +440,15 @@ def train(
             for name, n in model.item_counts(mb).items():
                 totals[name] = totals.get(name, 0) + n
         step_loss = 0.0
-        for mb in micro:
-            with autocast(device, cfg.precision):
-                out = model(to_device(mb, device))
-            out.total_loss(totals).backward()
+        for j, mb in enumerate(micro):
+            # this rank's rows; the ranks' gradients are averaged after the last micro-batch
+            mine = to_device(shard_batch(mb, rank, world, cfg.batch_size), device)
+            with distributed.gradient_sync(wrapped, j == len(micro) - 1):
+                with autocast(device, cfg.precision):
+                    out = wrapped(mine)
+                (out.total_loss(totals) * world).backward()
             step_loss += window.add(out, mb["num_tokens"])
-        grad_norm = (
+        grad_norm = distributed.whole(
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             if cfg.max_grad_norm > 0
             else torch.tensor(0.0)
@@ -393,26 +480,30 @@ def train(
                     "lr": lr,
                     "grad_norm": float(grad_norm),
                     "tokens_per_s": window.tokens / elapsed,
-                    **summary,
+                    **window.summed_over_ranks().summary(),
                 }
             )
             window, window_start = RunningMetrics(), time.perf_counter()
         if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
-            last_eval = evaluate(model, eval_set, device, cfg.precision)
-            if eval_extra is not None:
-                last_eval.update(eval_extra(model))
+            last_eval = evaluate_all(model, eval_set, device, cfg.precision, eval_extra)
             log({"step": step, "elapsed_s": round(elapsed_seconds(), 2), **last_eval})
-            bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in last_eval.items()))
-        overdue = 0 < cfg.checkpoint_seconds <= time.perf_counter() - last_checkpoint
+            if main:
+                bar.write(
+                    f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in last_eval.items())
+                )
+        # read from a clock, so rank 0's answer for every rank: they checkpoint at the same steps
+        overdue = cfg.checkpoint_seconds > 0 and distributed.main_says(
+            time.perf_counter() - last_checkpoint >= cfg.checkpoint_seconds
+        )
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or overdue:
             checkpoint(step)
     bar.close()
     release_freed_memory()  # the next run or phase of this process starts lean
     if not last_eval:  # resumed a finished run: report its final evaluation again
-        last_eval = evaluate(model, eval_set, device, cfg.precision)
-        if eval_extra is not None:
-            last_eval.update(eval_extra(model))
+        last_eval = evaluate_all(model, eval_set, device, cfg.precision, eval_extra)
     if not _weights_finite(model):
         raise _stopped(step, "the weights are not finite", checkpoints)
-    save_checked_safetensors(run_dir / "model.safetensors", model.state_dict())
+    weights = full_weights(model)  # a sharded model's gathered on rank 0
+    if main:
+        save_checked_safetensors(run_dir / "model.safetensors", weights)
     return last_eval

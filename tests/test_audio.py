@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import sys
 import wave
 from pathlib import Path
 
@@ -129,6 +130,54 @@ def test_skip_bad_counts_and_skips_bad_files(tmp_path):
     assert report.reasons["not PCM"] == 2 and report.reasons["truncated data"] == 1
 
 
+def _soundfile():
+    return pytest.importorskip(
+        "soundfile", reason='FLAC input needs the optional soundfile: pip install "selfsup[audio]"'
+    )
+
+
+def test_flac_reads_as_the_same_samples_written_as_wav(tmp_path):
+    soundfile = _soundfile()
+    frames = np.round(tone(440.0, 0.2, 16000)[:, None] * [32767, -16000]).astype(np.int16)
+    soundfile.write(tmp_path / "a.flac", frames, 16000, subtype="PCM_16")
+    flac = audio.read_wav(tmp_path / "a.flac")
+    wav = audio.read_wav(write_wav(tmp_path / "a.wav", frames, rate=16000))
+    assert flac.sample_rate == wav.sample_rate == 16000 and flac.samples.dtype == np.float32
+    np.testing.assert_array_equal(flac.samples, wav.samples)  # lossless, and scaled alike
+    resampled = audio.read_wav(tmp_path / "a.flac", sample_rate=8000)
+    np.testing.assert_array_equal(
+        resampled.samples, audio.read_wav(tmp_path / "a.wav", 8000).samples
+    )
+    listed = audio.list_audio(tmp_path)
+    assert [item.path.name for item in listed] == ["a.flac", "a.wav"]
+
+
+def test_a_bad_flac_is_a_one_line_error_or_skipped(tmp_path):
+    _soundfile()
+    bad = tmp_path / "bad.flac"
+    bad.write_bytes(b"fLaC but not really a stream")
+    with pytest.raises(UserError) as error:
+        audio.read_wav(bad)
+    assert_one_line_naming(error, bad, "soundfile cannot read it", "expected a readable FLAC")
+    with pytest.raises(UserError) as error:
+        audio.read_wav(tmp_path / "absent.flac")
+    assert_one_line_naming(error, tmp_path / "absent.flac", "no such file")
+    kept, report = audio.read_wavs([bad, write_tone(tmp_path / "good.wav", 300.0)], skip_bad=True)
+    assert len(kept) == 1 and report.reasons == {"unreadable audio": 1}
+
+
+def test_without_soundfile_a_flac_says_how_to_install_it_even_with_skip_bad(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "soundfile", None)  # import soundfile -> ImportError
+    path = tmp_path / "a.flac"
+    path.write_bytes(b"")
+    for read in (lambda: audio.read_wav(path), lambda: audio.read_wavs([path], skip_bad=True)):
+        with pytest.raises(UserError) as error:
+            read()
+        assert_one_line_naming(error, path, "soundfile", 'pip install "selfsup[audio]"')
+    wav = write_tone(tmp_path / "b.wav", 300.0)
+    assert audio.read_wav(wav).sample_rate == 8000  # WAV never needs it
+
+
 # --- resampling ---------------------------------------------------------------------------------
 
 
@@ -183,7 +232,7 @@ def test_a_folder_is_listed_recursively_and_sorted(tmp_path):
         "c.wav",
     ]
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="no .wav files"):
+    with pytest.raises(UserError, match=r"no audio files \(.wav, .flac"):
         audio.list_audio(tmp_path / "empty")
 
 

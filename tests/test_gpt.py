@@ -15,6 +15,7 @@ from selfsup.cli import main
 from selfsup.data.clm import CausalLMBatches, decode_ids, encode_text, ngram_heldout_loss
 from selfsup.inference.generate import (
     GenerationConfig,
+    context_start,
     filter_top_k,
     filter_top_p,
     generate_ids,
@@ -89,9 +90,9 @@ def test_cache_feeds_one_position_per_new_token():
     seen = []
     original = model.logits
 
-    def counting(ids, kv_caches=None):
+    def counting(ids, kv_caches=None, last_only=False):
         seen.append(ids.shape[1])
-        return original(ids, kv_caches)
+        return original(ids, kv_caches, last_only)
 
     model.logits = counting
     list(generate_ids(model, [1, 2, 3, 4, 5, 6], GenerationConfig(max_new_tokens=10)))
@@ -101,6 +102,40 @@ def test_cache_feeds_one_position_per_new_token():
         generate_ids(model, [1, 2, 3, 4, 5, 6], GenerationConfig(max_new_tokens=4, use_cache=False))
     )
     assert seen == [6, 7, 8, 9]
+
+
+def test_context_slides_by_blocks_past_the_window():
+    assert [context_start(n, 8, 2) for n in (1, 8, 9, 10, 11, 12, 13)] == [0, 0, 2, 2, 4, 4, 6]
+    assert [context_start(n, 8, 1) for n in (8, 9, 10)] == [0, 1, 2]  # nanoGPT's cropping
+    model = _model()  # max_position 24: the default slide is 6
+    seen = []
+    original = model.logits
+
+    def counting(ids, kv_caches=None, last_only=False):
+        seen.append(ids.shape[1])
+        return original(ids, kv_caches, last_only)
+
+    model.logits = counting
+    list(generate_ids(model, list(range(1, 21)), GenerationConfig(max_new_tokens=12)))
+    # 20 prompt tokens, 4 new ones fill the window; the 25th slides it by 6: 19 are read again
+    assert seen == [20, 1, 1, 1, 1, 19, 1, 1, 1, 1, 1, 19]
+
+
+def test_preallocated_cache_equals_concatenated():
+    model = _model()
+    ids = torch.randint(0, 99, (2, 20))
+    with torch.no_grad():
+        outputs = []
+        for preallocate in (False, True):
+            caches = new_caches(CFG, preallocate=preallocate)
+            parts = [model.logits(ids[:, :7], caches)]
+            parts += [model.logits(ids[:, t : t + 1], caches) for t in range(7, 20)]
+            outputs.append(torch.cat(parts, 1))
+    torch.testing.assert_close(outputs[0], outputs[1], atol=0, rtol=0)
+    with pytest.raises(ValueError, match="cannot take"):
+        new_caches(CFG, preallocate=True)[0].append(
+            torch.zeros(1, 2, 25, 4), torch.zeros(1, 2, 25, 4)
+        )
 
 
 def test_top_k_and_top_p_known_answers():
@@ -156,6 +191,28 @@ def test_stop_strings_cut_and_hold_back(char_tokenizer, monkeypatch):
     pieces = list(stream_text(run, "x\n", GenerationConfig(stop=["cx", "d\n\nz"])))
     # streamed token by token, except text that may still become a stop string, which waits
     assert pieces == ["a", "b", " ", "c", "d\n\nx", "y"]
+
+
+@pytest.mark.parametrize("kind", ["char", "wordpiece", "bpe"])
+def test_streamed_pieces_add_up_to_the_decoded_text(kind, monkeypatch):
+    """Incremental decoding gives what decoding the whole text gives, whatever the tokens (line
+    breaks, continuation pieces, byte-level pieces of a Chinese character split apart)."""
+    from selfsup.data.tokenizer import train_tokenizer
+    from selfsup.inference.generate import _continuation
+
+    texts = ["the running dog runs", "ROMEO: hi there, running", "中文的字 and 字母", "a.b, c!"]
+    tok = train_tokenizer(kind, texts * 5, 300, 1)
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        ids = [int(i) for i in rng.integers(1, tok.vocab_size, size=60)]  # specials included
+
+        def scripted(model, prompt_ids, cfg, ids=ids):
+            yield from ids
+
+        monkeypatch.setattr("selfsup.inference.generate.generate_ids", scripted)
+        prompt = texts[trial % len(texts)]
+        streamed = "".join(stream_text(_Run(tok), prompt, GenerationConfig()))
+        assert streamed == _continuation(tok, encode_text(tok, prompt), ids), (kind, trial)
 
 
 def test_text_layout_round_trip(char_tokenizer):

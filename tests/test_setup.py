@@ -116,7 +116,7 @@ def test_readme_rows_that_need_shared_data_say_so():
 
 
 # ---------------------------------------------------------------- install: README, CI, pyproject
-SETUP = 'pip install torch==2.13.0 && pip install -e ".[test,hf]"'
+SETUP = 'pip install torch==2.13.0 && pip install -e ".[test,hf,serve]"'
 
 
 def _two_commands() -> list[str]:
@@ -141,7 +141,7 @@ def test_readme_two_commands_are_one_command_each():
 
 def test_ci_installs_and_tests_as_the_readme_says():
     ci = (REPO / ".ci" / "run").read_text()
-    assert "pip install -q torch==2.13.0" in ci and 'pip install -q -e ".[test,hf]"' in ci
+    assert "pip install -q torch==2.13.0" in ci and 'pip install -q -e ".[test,hf,serve]"' in ci
     assert "export OMP_NUM_THREADS=1" in ci and "python -m pytest" in ci
     readme = (REPO / "README.md").read_text()
     assert "--index-url https://download.pytorch.org/whl/cpu" in readme  # the CPU-only build

@@ -258,7 +258,7 @@ def test_the_run_records_its_split_and_normalisation_for_probes(tones, tmp_path,
     "args,message",
     [
         (lambda t, w: ["--dataset", str(t / "nowhere")], "nowhere: no such folder or file"),
-        (lambda t, w: ["--dataset", str(t)], "no .wav files"),
+        (lambda t, w: ["--dataset", str(t)], "no audio files"),
         (lambda t, w: ["--dataset", str(w), "data.exclude_speakers=bob"], "names no speakers"),
         (
             lambda t, w: [

@@ -10,7 +10,10 @@ Shape legend: N samples, T frames, F frequency bins (n_fft // 2 + 1), M mel band
   WAVE_FORMAT_EXTENSIBLE headers, which Python's `wave` reads only from 3.12), zero frames and a
   data chunk shorter than its header says are refused as a one-line `UserError` naming the file,
   or counted in a `ReadReport` and skipped with `skip_bad=True` (as the text readers of
-  `selfsup.data.labelled` do).
+  `selfsup.data.labelled` do). FLAC (LibriSpeech's format), Ogg and AIFF files are read through
+  the optional `soundfile` package (libsndfile; `pip install "selfsup[audio]"`), mixed and scaled
+  the same way (libsndfile also divides a b-bit sample by 2^(b-1)); without it such a file is a
+  one-line `UserError` saying so, whatever `skip_bad` says, since every such file would fail.
 - Resampling (`resample`): a windowed-sinc (Kaiser) polyphase resampler written with torch, the
   method of resampy and torchaudio: the rates are reduced by their gcd, and each of the `new`
   output phases gets its own band-limited interpolation kernel, applied with one strided conv1d.
@@ -84,6 +87,9 @@ from selfsup.errors import UserError
 from selfsup.io import atomic_write_bytes, atomic_write_json, check_writable_folder
 
 WAV_SUFFIX = ".wav"
+SOUNDFILE_SUFFIXES = (".flac", ".ogg", ".aiff", ".aif")  # read through the optional soundfile
+AUDIO_SUFFIXES = (WAV_SUFFIX, *SOUNDFILE_SUFFIXES)
+INSTALL_SOUNDFILE = 'pip install "selfsup[audio]"'
 
 # ---------------------------------------------------------------------------------------------
 # Resampling
@@ -257,10 +263,44 @@ def _read_pcm(path: Path) -> Waveform:
     return Waveform(_pcm_to_float(data, width, channels), rate)
 
 
+def _read_soundfile(path: Path) -> Waveform:
+    """A FLAC/Ogg/AIFF file's samples at its own rate through soundfile, or _BadAudio saying what
+    is wrong; without soundfile a UserError, which no `skip_bad` should swallow."""
+    try:
+        import soundfile  # optional: only these formats need it
+    except (ImportError, OSError):  # OSError: the package is there but libsndfile is not
+        raise UserError(
+            f"{path}: {path.suffix} files are read through the optional soundfile package, "
+            f"which is not installed; {INSTALL_SOUNDFILE} (or convert the files to PCM WAV)"
+        ) from None
+    expected = f"expected a readable {path.suffix.lstrip('.').upper()} file"
+    if not path.exists():
+        raise _BadAudio("missing", f"no such file; {expected}")
+    if path.is_dir():
+        raise _BadAudio("missing", f"a folder, not a file; {expected}")
+    try:
+        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except soundfile.SoundFileError as error:  # libsndfile's refusal, e.g. a damaged stream
+        message = " ".join(str(error).split())  # one line
+        reason = f"soundfile cannot read it ({message}); {expected}"
+        raise _BadAudio("unreadable audio", reason) from None
+    if len(samples) == 0:
+        raise _BadAudio("no frames", f"no audio frames; {expected}")
+    mono = samples.mean(axis=1, dtype=np.float32)  # (N,)
+    return Waveform(np.clip(mono, -1.0, 1.0), int(rate))  # lossy codecs may overshoot
+
+
+def _read_samples(path: Path) -> Waveform:
+    """The file's samples at its own rate: soundfile for its suffixes, `wave` for the rest."""
+    if path.suffix.lower() in SOUNDFILE_SUFFIXES:
+        return _read_soundfile(path)
+    return _read_pcm(path)
+
+
 def _read_at_rate(path: Path, sample_rate: int | None, allow_resample: bool = True) -> Waveform:
-    """`_read_pcm`, resampled to `sample_rate` (None: as stored), or refused when resampling is
-    not allowed and the rates differ."""
-    waveform = _read_pcm(path)
+    """`_read_samples`, resampled to `sample_rate` (None: as stored), or refused when resampling
+    is not allowed and the rates differ."""
+    waveform = _read_samples(path)
     if sample_rate is None or waveform.sample_rate == sample_rate:
         return waveform
     if not allow_resample:
@@ -273,8 +313,9 @@ def _read_at_rate(path: Path, sample_rate: int | None, allow_resample: bool = Tr
 
 
 def read_wav(path: str | Path, sample_rate: int | None = None) -> Waveform:
-    """A PCM WAV file as mono float32 in [-1, 1], resampled to `sample_rate` when that is given
-    and differs; a bad file is a one-line UserError naming it and what was expected."""
+    """A PCM WAV file (or FLAC, Ogg, AIFF with soundfile) as mono float32 in [-1, 1], resampled
+    to `sample_rate` when that is given and differs; a bad file is a one-line UserError naming it
+    and what was expected."""
     path = Path(path)
     try:
         return _read_at_rate(path, sample_rate)
@@ -314,14 +355,19 @@ class AudioItem:
 
 
 def list_wav_folder(folder: str | Path) -> list[AudioItem]:
-    """Every .wav file under `folder` (recursive, any case of the suffix), sorted by path so the
-    order never depends on the file system."""
+    """Every audio file (.wav, and .flac/.ogg/.aiff for soundfile) under `folder` (recursive, any
+    case of the suffix), sorted by path so the order never depends on the file system."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder; expected a folder of .wav files")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() == WAV_SUFFIX and p.is_file())
+    paths = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
+    )
     if not paths:
-        raise UserError(f"{folder}: no .wav files in it or its subfolders; expected WAV files")
+        raise UserError(
+            f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in it or its subfolders; "
+            "expected .wav files"
+        )
     return [AudioItem(p) for p in paths]
 
 

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from selfsup.config import option
 from selfsup.data.audio import FeatureStore, NormStats
+from selfsup.data.order import EpochOrder
 from selfsup.data.views import seed_of
 from selfsup.errors import UserError
 
@@ -366,6 +367,7 @@ class AcousticBatches:
         self.max_frames = max_frames
         self.batch_size = min(batch_size, len(self.indices))  # a tiny split: one whole batch
         self.seed = seed
+        self._order = EpochOrder(len(self.indices), self.batch_size, seed)
         self.objective = objective
         self.masking_cfg = masking_cfg if masking_cfg is not None else FrameMaskingConfig()
         self.stats = stats
@@ -376,7 +378,7 @@ class AcousticBatches:
 
     @property
     def batches_per_epoch(self) -> int:
-        return len(self.indices) // self.batch_size  # the last partial batch waits for the next
+        return self._order.batches_per_epoch  # a last partial batch waits for the next epoch
 
     def _frames(self, utterance: int, start: int, count: int) -> torch.Tensor:
         """(count, F) float32 frames of one utterance from `start`, standardised when asked."""
@@ -413,9 +415,7 @@ class AcousticBatches:
 
     def batch(self, index: int) -> dict:
         """Training batch `index` (any index: epochs repeat in fresh orders)."""
-        epoch, position = divmod(index, self.batches_per_epoch)
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.indices))
-        rows = order[position * self.batch_size : (position + 1) * self.batch_size]
+        rows, epoch, position = self._order.rows(index)
         generator = torch.Generator().manual_seed(seed_of(self.seed, epoch, position))
         return self._assemble(rows, generator)
 

@@ -22,6 +22,7 @@ import torch
 
 from selfsup.batch import IGNORE_INDEX
 from selfsup.data.masking import MaskingConfig, mask_tokens, word_ids_from_starts
+from selfsup.data.order import EpochOrder
 from selfsup.data.sentence_pairs import PAIR_OBJECTIVES, sample_pair
 from selfsup.data.token_store import TokenStore
 from selfsup.errors import UserError
@@ -148,6 +149,7 @@ class BertPretrainingBatches:
             self.order_pool = np.arange(len(self.instances))
         if len(self.order_pool) == 0:
             raise UserError("corpus has no text long enough to build a training example")
+        self._order = EpochOrder(self.order_pool, self.batch_size, self.seed)
         if self.nsp and store.num_documents < 2:
             raise UserError(
                 "nsp needs a corpus of at least 2 documents (B is drawn from another one)"
@@ -164,7 +166,7 @@ class BertPretrainingBatches:
 
     @property
     def batches_per_epoch(self) -> int:
-        return max(1, len(self.order_pool) // self.batch_size)
+        return self._order.batches_per_epoch
 
     def _sentence_starts_of(self, d: int) -> np.ndarray:
         s0, s1 = self.store.document_offsets[d], self.store.document_offsets[d + 1]
@@ -172,9 +174,7 @@ class BertPretrainingBatches:
 
     def batch(self, index: int) -> dict:
         """Micro-batch number `index` of the whole run (epochs follow each other)."""
-        epoch, position = divmod(index, self.batches_per_epoch)
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.order_pool)
-        chosen = order[position * self.batch_size : (position + 1) * self.batch_size]
+        chosen, epoch, position = self._order.rows(index)
         return self._assemble(chosen, [self.seed, epoch, position])
 
     def eval_batches(self, max_batches: int) -> list[dict]:

@@ -53,7 +53,7 @@ EXPERIMENTS = {
             "pretrained on Chinese + a disjoint fake Chinese: fine-tune in one, test in the other; "
             "multilingual-e5 QA from English to Chinese",
             "selfsup.experiments.cross_lingual",
-            "17 min for the fake-language part; the qa part (parts=fake-language,qa) 75 min more",
+            "17 min for the fake-language part; the qa part (parts=fake-language,qa) ~37 min more",
             "Hsu, Liu & Lee 2019: mBERT English->Chinese QA F1 78.8 vs 89.1; K et al. 2020",
         ),
         Experiment(

@@ -16,7 +16,7 @@ from selfsup.recipes.base import LoadedRun
 from selfsup.recipes.finetune import FINETUNE, FinetuneConfig
 from selfsup.runs import RunFolder, is_hf_checkpoint
 from selfsup.tasks import build_task
-from selfsup.tasks.base import predict_logits
+from selfsup.tasks.base import PREDICT_BATCH, predict_logits
 from selfsup.tasks.qa_windows import SQUAD_WINDOWS
 
 
@@ -52,11 +52,12 @@ def load_finetuned(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     return FINETUNE.load(folder, device)
 
 
-def predict_split(run: LoadedRun, examples: list) -> list:
-    """Predictions of a fine-tuned run on examples: labels, per-unit tags, or answer spans."""
+def predict_split(run: LoadedRun, examples: list, batch_size: int = PREDICT_BATCH) -> list:
+    """Predictions of a fine-tuned run on examples: labels, per-unit tags, or answer spans
+    (`batch_size` inputs, or QA windows, per forward pass: the answers do not depend on it)."""
     features = run.task.encode(examples, training=False)
     device = next(run.model.parameters()).device
-    outputs = predict_logits(run.model, features, run.task.collate, device=device)
+    outputs = predict_logits(run.model, features, run.task.collate, batch_size, device)
     if run.config.task.kind == "qa":
         return run.task.predict(examples, features, outputs)
     if run.config.task.kind == "tagging":
@@ -64,10 +65,10 @@ def predict_split(run: LoadedRun, examples: list) -> list:
     return run.task.predict(outputs)
 
 
-def answer_questions(run: LoadedRun, examples: list) -> list:
+def answer_questions(run: LoadedRun, examples: list, batch_size: int = PREDICT_BATCH) -> list:
     """SpanPrediction for every QAExample (passages of any length: windows, best span overall)."""
     if run.config.task.kind != "qa":
         raise UserError(
             f"this run was fine-tuned for {run.config.task.kind}, not for question answering"
         )
-    return predict_split(run, examples)
+    return predict_split(run, examples, batch_size)

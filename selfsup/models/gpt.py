@@ -26,9 +26,10 @@ from selfsup.errors import UserError
 from selfsup.models.transformer import Block, KVCache, TransformerConfig, init_weights
 
 
-def new_caches(cfg: TransformerConfig) -> list[KVCache]:
-    """One empty key-value cache per layer."""
-    return [KVCache() for _ in range(cfg.num_layers)]
+def new_caches(cfg: TransformerConfig, preallocate: bool = False) -> list[KVCache]:
+    """One empty key-value cache per layer (`preallocate`: buffers of the model's whole window,
+    written in place, for generation)."""
+    return [KVCache(cfg.max_position if preallocate else 0) for _ in range(cfg.num_layers)]
 
 
 class CausalDecoder(nn.Module):

@@ -174,15 +174,39 @@ def _offset_causal_mask(num_new: int, num_total: int, device: torch.device) -> t
 
 
 class KVCache:
-    """Keys and values of the tokens seen so far, for one layer: each new token then costs O(T)."""
+    """Keys and values of the tokens seen so far, for one layer: each new token then costs O(T).
 
-    def __init__(self) -> None:
+    With `capacity` (generation: the model's window), the first append allocates (B, H, capacity,
+    D) once and later tokens are written in place, so a token costs no copy of the whole cache;
+    without it, appends concatenate (a cache that is expanded or edited by its user, as the
+    in-context scorer does with a shared prefix)."""
+
+    def __init__(self, capacity: int = 0) -> None:
+        self.capacity = capacity
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
+        self._filled = 0  # with capacity: positions of the buffers in use
+        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
-        self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
+        if not self.capacity:
+            self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
+            self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
+            return self.k, self.v
+        end = self._filled + k.shape[2]
+        if end > self.capacity:
+            raise ValueError(f"key-value cache of {self.capacity} positions cannot take {end}")
+        if self._buffers is None:
+            B, H, _, D = k.shape
+            self._buffers = (
+                k.new_empty(B, H, self.capacity, D),
+                v.new_empty(B, H, self.capacity, D),
+            )
+        keys, values = self._buffers
+        keys[:, :, self._filled : end] = k
+        values[:, :, self._filled : end] = v
+        self._filled = end
+        self.k, self.v = keys[:, :, :end], values[:, :, :end]
         return self.k, self.v
 
     @property

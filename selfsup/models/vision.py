@@ -13,6 +13,9 @@ Shape legend: B images, C channels, H x W pixels, F feature width, P projection 
 `norm` chooses batch norm (the papers' choice), group norm or none. Batch norm makes an image's
 features depend on the other images of its forward pass; group norm does not, so a batch cut into
 micro-batches gives exactly the features of one big batch (selfsup/objectives/simclr.py).
+`syncbatch` is batch norm whose statistics span every process's share of a micro-batch
+(torch's SyncBatchNorm: CUDA only), so several GPUs normalise as one process would; in one
+process it is plain batch norm, with the same weights and statistics in the state dict.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from torch import nn
 from selfsup.config import option
 from selfsup.errors import UserError
 
-Norm = Literal["batch", "group", "none"]
+Norm = Literal["batch", "syncbatch", "group", "none"]
 
 
 @dataclass
@@ -35,7 +38,11 @@ class VisionModelConfig:
         "cnn", "cnn: small CNN for 8x8 / 28x28 images; resnet18: CIFAR-style ResNet-18"
     )
     width: int = option(16, "channels of the first layer (cnn: features = 8 * width)")
-    norm: Norm = option("batch", "normalisation in the backbone: batch, group (8 groups) or none")
+    norm: Norm = option(
+        "batch",
+        "normalisation in the backbone: batch, syncbatch (batch statistics over every GPU of a "
+        "multi-GPU run), group (8 groups) or none",
+    )
     proj_hidden: int = option(256, "hidden width of the projection head (and BYOL's predictor)")
     proj_dim: int = option(64, "output width of the projection head (the embedding the loss sees)")
     in_channels: int = option(1, "image channels (set from the data set)")
@@ -50,6 +57,8 @@ class VisionModelConfig:
 def _norm(kind: Norm, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
+    if kind == "syncbatch":
+        return nn.SyncBatchNorm(channels)
     if kind == "group":
         return nn.GroupNorm(min(8, channels), channels)
     return nn.Identity()
@@ -133,7 +142,11 @@ class MLPHead(nn.Module):
 
     def __init__(self, in_features: int, hidden: int, out_features: int, norm: Norm) -> None:
         super().__init__()
-        norm_layer = {"batch": nn.BatchNorm1d, "group": nn.LayerNorm}.get(norm)
+        norm_layer = {
+            "batch": nn.BatchNorm1d,
+            "syncbatch": nn.SyncBatchNorm,
+            "group": nn.LayerNorm,
+        }.get(norm)
         self.net = nn.Sequential(
             nn.Linear(in_features, hidden, bias=norm == "none"),
             norm_layer(hidden) if norm_layer else nn.Identity(),

@@ -15,6 +15,12 @@ The target is a submodule without gradients: its weights (and batch-norm statist
 model's state dict, so checkpoints hold it and resuming continues it exactly. The trainer calls
 `update_target` after every optimizer step (its `after_step` hook). Deviation: the papers train
 with LARS; selfsup's one loop uses AdamW (`train.*`).
+
+Several processes: the loss of an image needs no other image, so each rank sums its share's
+(selfsup/batch.py). The target's weights stay identical on every rank with no communication of
+their own: their update reads only the online weights, which the gradient all-reduce keeps
+identical. (Its batch-norm running statistics, used only in evaluation, are rank 0's under DDP,
+which broadcasts buffers at every forward, or global with model.norm=syncbatch.)
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.batch import per_rank
 from selfsup.config import option
 from selfsup.models.vision import MLPHead, VisionModelConfig, build_backbone
 from selfsup.objectives.base import LossTerm, StepOutput
@@ -81,9 +88,10 @@ class BYOL(nn.Module):
 
     def forward(self, batch: dict) -> StepOutput:
         views = batch["views"]  # (2, N, C, H, W)
-        p = encode_in_chunks(self, self.embed, views, self.chunk_size)  # (2, N, P)
+        chunk = per_rank(batch, self.chunk_size)  # this rank's share of each micro-batch
+        p = encode_in_chunks(self, self.embed, views, chunk)  # (2, N, P)
         with torch.no_grad():
-            z = encode_in_chunks(self, self.embed_target, views, self.chunk_size)
+            z = encode_in_chunks(self, self.embed_target, views, chunk)
         loss = regression_loss(p[0], z[1]) + regression_loss(p[1], z[0])  # (N,)
         return StepOutput({"byol": LossTerm(loss.sum(), views.shape[1])})
 

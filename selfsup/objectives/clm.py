@@ -79,8 +79,12 @@ class GPTPretrainer(nn.Module):
         )
 
     def logits(
-        self, input_ids: torch.Tensor, kv_caches: list[KVCache] | None = None
+        self, input_ids: torch.Tensor, kv_caches: list[KVCache] | None = None, last_only=False
     ) -> torch.Tensor:
-        """(B, T) ids, continuing what `kv_caches` hold -> (B, T, V) next-token logits."""
+        """(B, T) ids, continuing what `kv_caches` hold -> (B, T, V) next-token logits, or
+        (B, 1, V) for the last position alone (`last_only`: generation reads a prompt for its
+        next token only, and the T x V projection of the others would cost more than the rest
+        of the step with a large vocabulary)."""
         head = self.objectives["clm"].head
-        return head(self.decoder(input_ids, kv_caches), self.decoder.word_embeddings.weight)
+        hidden = self.decoder(input_ids, kv_caches)
+        return head(hidden[:, -1:] if last_only else hidden, self.decoder.word_embeddings.weight)

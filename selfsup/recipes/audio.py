@@ -87,9 +87,9 @@ examples:
   selfsup pretrain --out runs/tera --resume                            # after Ctrl-C / kill
 
 Data sets: fsdd (the Free Spoken Digit Dataset under ../shared/data or $SELFSUP_DATA_DIR: 3,000
-recordings at 8 kHz by 6 speakers; its test takes 0-4 are held out), or a folder of PCM .wav files
-(searched recursively) or a list file of WAV paths (one per line). Files at another sample rate
-are resampled to data.features.sample_rate. data.exclude_speakers leaves speakers out of training
+recordings at 8 kHz by 6 speakers; its test takes 0-4 are held out), or a folder of audio files
+(PCM .wav; .flac and other formats with the `audio` extra; searched recursively) or a list file
+of their paths (one per line). Files at another sample rate are resampled to data.features.sample_rate. data.exclude_speakers leaves speakers out of training
 and held-out data: FSDD names them in its file names ({digit}_{speaker}_{take}.wav); a folder needs
 data.speaker_pattern, a regular expression with a (?P<speaker>...) group matched on the file name.
 """
@@ -99,8 +99,8 @@ data.speaker_pattern, a regular expression with a (?P<speaker>...) group matched
 class AudioDataConfig:
     dataset: str = option(
         FSDD,
-        "fsdd (the shared Free Spoken Digit Dataset) or a path: a folder of .wav files "
-        "(recursive) or a list file of WAV paths, one per line",
+        "fsdd (the shared Free Spoken Digit Dataset) or a path: a folder of audio files "
+        "(recursive) or a list file of audio paths, one per line",
     )
     features: LogMelConfig = option(fsdd_log_mel_config(), "")
     max_frames: int = option(
@@ -254,7 +254,7 @@ def preset_fsdd(arch: str = "tera") -> AudioPretrainConfig:
 
 def preset_librispeech_gpu(arch: str = "tera") -> AudioPretrainConfig:
     """TERA base (s3prl's logMelBase-T-F-M) for a GPU and a LibriSpeech-size folder of 16 kHz
-    WAVs (--dataset DIR; the reader takes PCM WAV, so convert LibriSpeech's FLAC first): 3
+    WAVs (--dataset DIR; LibriSpeech's FLAC is read with `pip install "selfsup[audio]"`): 3
     layers of width 768, 80 mel bands, up to 1500 frames, batches of 32, AdamW at 2e-4."""
     cfg = AudioPretrainConfig()
     cfg.arch = arch  # type: ignore[assignment]  # tera or apc: the recipe's own name
@@ -307,7 +307,7 @@ def list_items(data: AudioDataConfig) -> list[AudioItem]:
     if not path.exists():
         raise UserError(
             f"data.dataset={data.dataset}: no such folder or file; expected fsdd, a folder of "
-            ".wav files or a list file of WAV paths"
+            "audio files (.wav, or .flac with the audio extra) or a list file of their paths"
         )
     return list_audio(path)
 

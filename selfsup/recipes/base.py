@@ -22,6 +22,10 @@ TrainSpec and solo-learn's method registry play this part in those projects):
     training     selfsup.trainer.train: checkpoints, resume, metrics.jsonl
     results      loss_curve.png, recipe.finish (perplexity, test predictions, ...),
                  final_metrics.json
+
+Under torchrun every rank runs this lifecycle (selfsup/distributed.py): rank 0 claims the folder
+and prepares the inputs first, the other ranks then set up and read the data rank 0 left (their
+setup finds the tokenizer, token stores and features built); all train; rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from selfsup import distributed
 from selfsup.config import run_config_changes, save_config, save_run_config
 from selfsup.io import atomic_write_json
 from selfsup.memory import check_model_fits
@@ -106,8 +112,20 @@ def run_recipe(
     recipe: Recipe, cfg: Any, run_dir: str | Path, resume: bool = False
 ) -> dict[str, float]:
     """Create (or reopen) the run folder, train, and return the final metrics."""
-    with RunFolder.claim(run_dir, resume) as run:
-        return _run_claimed(recipe, copy.deepcopy(cfg), run, resume)
+    cfg = copy.deepcopy(cfg)
+    device = resolve_device(cfg.train.device)
+    with distributed.session(device, cfg.train.batch_size, cfg.train.dist_timeout_s):
+        with ExitStack() as held:
+            started = time.perf_counter()  # the run's wall time includes preparing its data
+            with distributed.main_first():
+                if distributed.is_main():  # locked for this process until the run ends
+                    run = held.enter_context(RunFolder.claim(run_dir, resume))
+                    state = _set_up(recipe, cfg, run, resume)
+                else:  # rank 0 made the folder: complete the config the same way, write nothing
+                    run = RunFolder(Path(run_dir))
+                    state = recipe.setup(cfg, run)
+                plan = recipe.data(cfg, run, state)
+            return _train(recipe, cfg, run, plan, resume, started)
 
 
 def _set_up(recipe: Recipe, cfg: Any, run: RunFolder, resume: bool) -> dict[str, Any]:
@@ -123,8 +141,12 @@ def _set_up(recipe: Recipe, cfg: Any, run: RunFolder, resume: bool) -> dict[str,
     try:
         state = recipe.setup(cfg, run)
         # the config is complete (vocabulary, image shape): refuse a model that can never fit
-        # before the long work (tokenizing the corpus, encoding the task)
-        check_model_fits(lambda: recipe.build_model(cfg, state), resolve_device(cfg.train.device))
+        # before the long work (tokenizing the corpus, encoding the task); under FSDP each
+        # device holds a shard only
+        if not (cfg.train.parallel == "fsdp" and distributed.world_size() > 1):
+            check_model_fits(
+                lambda: recipe.build_model(cfg, state), resolve_device(cfg.train.device)
+            )
     except Exception:
         if not resume:
             run.discard()  # a run that fails on its inputs leaves no half-made run behind
@@ -133,14 +155,14 @@ def _set_up(recipe: Recipe, cfg: Any, run: RunFolder, resume: bool) -> dict[str,
     return state
 
 
-def _run_claimed(recipe: Recipe, cfg: Any, run: RunFolder, resume: bool) -> dict[str, float]:
-    started = time.perf_counter()  # the run's wall time includes preparing its data
-    state = _set_up(recipe, cfg, run, resume)
-    plan = recipe.data(cfg, run, state)
+def _train(
+    recipe: Recipe, cfg: Any, run: RunFolder, plan: Plan, resume: bool, started: float
+) -> dict[str, float]:
     model = initialised_model(recipe, cfg, plan.state)
 
     def plot(_step: int) -> None:
-        plot_loss_curve(run.path / "metrics.jsonl", run.path / "loss_curve.png", plan.title)
+        if distributed.is_main():
+            plot_loss_curve(run.path / "metrics.jsonl", run.path / "loss_curve.png", plan.title)
 
     metrics = train(
         model,
@@ -154,6 +176,8 @@ def _run_claimed(recipe: Recipe, cfg: Any, run: RunFolder, resume: bool) -> dict
         started=started,
     )
     plot(cfg.train.steps)
-    metrics = recipe.finish(cfg, run, model, plan, metrics)
-    atomic_write_json(run.path / "final_metrics.json", metrics)
+    with distributed.unsharded(model):  # test predictions call more than forward
+        metrics = recipe.finish(cfg, run, model, plan, metrics)
+    if distributed.is_main():
+        atomic_write_json(run.path / "final_metrics.json", metrics)
     return metrics

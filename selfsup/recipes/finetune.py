@@ -25,6 +25,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from selfsup import distributed
 from selfsup.config import load_config, option
 from selfsup.data.catalog import LabelledDataConfig, load_task_data
 from selfsup.data.labelled import describe_reports, label_set
@@ -297,10 +298,11 @@ def setup(cfg: FinetuneConfig, run: RunFolder) -> dict:
 def data(cfg: FinetuneConfig, run: RunFolder, state: dict) -> Plan:
     """Save the tokenizer and labels; features for training and dev; dev scores at each eval."""
     task, examples = state["task"], state["examples"]
-    state["init"].tokenizer.save(run.path / "tokenizer")
-    if state["mapping"] is not None:  # which token stood for which base
-        atomic_write_json(run.path / "sequence_mapping.json", state["mapping"].to_json())
-    run.write_labels(cfg.task.kind, state["labels"], state["data"].source)
+    if distributed.is_main():  # the other ranks of a torchrun run write nothing
+        state["init"].tokenizer.save(run.path / "tokenizer")
+        if state["mapping"] is not None:  # which token stood for which base
+            atomic_write_json(run.path / "sequence_mapping.json", state["mapping"].to_json())
+        run.write_labels(cfg.task.kind, state["labels"], state["data"].source)
     train_features = task.encode(examples["train"], training=True)
     dev_loss_features = (
         task.encode(examples["dev"], training=True) if cfg.task.kind == "qa" else None
@@ -353,7 +355,7 @@ def score_test(cfg: FinetuneConfig, run: RunFolder, model, plan: Plan, metrics: 
         test_outputs = predict_logits(model, test_features, task.collate, device=state["device"])
     scores = task.score(test, test_features, test_outputs)
     metrics.update({f"test_{k}": v for k, v in scores.items()})
-    if cfg.task.kind == "qa":
+    if cfg.task.kind == "qa" and distributed.is_main():
         predicted = task.predict(test, test_features, test_outputs)
         atomic_write_json(
             run.path / "predictions.json", {e.id: p.text for e, p in zip(test, predicted)}

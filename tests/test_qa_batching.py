@@ -1,0 +1,57 @@
+"""QA prediction batches windows longest first and pads each batch to its own longest: the
+answers must not depend on the batch size, and every window's logits come back in its place."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from serve_helpers import _qa_record, make_tiny_runs
+
+from selfsup.data.labelled import QAExample
+from selfsup.errors import UserError
+from selfsup.inference.answer import answer_questions, load_finetuned
+from selfsup.tasks.base import predict_logits
+
+
+@pytest.fixture(scope="module")
+def qa_run(tmp_path_factory):
+    runs = make_tiny_runs(tmp_path_factory.getbasetemp() / "serve-runs")  # shared with test_serve
+    return load_finetuned(runs["qa"])
+
+
+def _examples(count: int) -> list[QAExample]:
+    rng = random.Random(1)
+    out = []
+    for i in range(count):  # passages of 1 to ~10 windows
+        paragraph = _qa_record(rng, i, rng.randint(3, 120))["paragraphs"][0]
+        out.append(QAExample(f"q{i}", paragraph["qas"][0]["question"], paragraph["context"], []))
+    return out
+
+
+def test_answers_do_not_depend_on_the_batch_size(qa_run):
+    examples = _examples(40)
+    answers = {
+        size: [(p.text, p.start_char, p.end_char) for p in answer_questions(qa_run, examples, size)]
+        for size in (1, 5, 64)
+    }
+    assert answers[1] == answers[5] == answers[64]
+    assert sum(text != "" for text, _, _ in answers[1]) > 30
+
+
+def test_logits_come_back_in_the_features_order(qa_run):
+    features = qa_run.task.encode(_examples(12), training=False)
+    lengths = [len(f.input_ids) for f in features]
+    assert len(set(lengths)) > 2  # windows of several lengths, so sorting reorders them
+    batched = predict_logits(qa_run.model, features, qa_run.task.collate, batch_size=4)
+    for feature, logits in zip(features, batched):
+        (alone,) = predict_logits(qa_run.model, [feature], qa_run.task.collate, batch_size=1)
+        assert logits.shape == alone.shape and logits.shape[0] == len(feature.input_ids)
+        # float32 sums of a few hundred terms of O(1): differences of order 1e-6
+        np.testing.assert_allclose(logits, alone, atol=1e-4, rtol=1e-4)
+
+
+def test_batch_size_must_be_positive(qa_run):
+    with pytest.raises(UserError, match="batch size"):
+        answer_questions(qa_run, _examples(1), 0)
