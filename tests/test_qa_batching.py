@@ -55,3 +55,25 @@ def test_logits_come_back_in_the_features_order(qa_run):
 def test_batch_size_must_be_positive(qa_run):
     with pytest.raises(UserError, match="batch size"):
         answer_questions(qa_run, _examples(1), 0)
+
+
+def test_ask_batch_size_flag(qa_run, tmp_path, capsys):
+    from selfsup.cli import main
+
+    passage = tmp_path / "passage.txt"
+    passage.write_text(_examples(1)[0].context, encoding="utf-8")
+    base = [
+        "ask",
+        str(qa_run.folder.path),
+        "--context",
+        str(passage),
+        "--question",
+        "括号里是什么？",
+    ]
+    assert main([*base, "--batch-size", "0"]) == 2
+    assert "--batch-size must be at least 1" in capsys.readouterr().err
+    answers = []
+    for size in ("1", "8"):
+        assert main([*base, "--batch-size", size]) == 0
+        answers.append(capsys.readouterr().out)
+    assert answers[0] == answers[1] and answers[0].strip()
