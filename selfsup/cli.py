@@ -572,6 +572,14 @@ def _generate_parser(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--no-cache", action="store_true", help="re-read the whole text for every token")
+    p.add_argument(
+        "--slide",
+        type=int,
+        default=0,
+        metavar="N",
+        help="past the model's window, drop the N oldest tokens at once and read the rest again "
+        "(default 0: a quarter of the window; 1: re-read the window every token)",
+    )
     p.set_defaults(func=_run_generate)
 
 
@@ -589,6 +597,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         stop=[unescape(s) for s in args.stop],
         seed=args.seed,
         use_cache=not args.no_cache,
+        slide=args.slide,
     )
     cfg.validate()
     run = load_gpt(args.run)

@@ -357,6 +357,7 @@ def test_pretrain_gpt_then_generate(tmp_path, capsys):
         (["generate", "{missing}", "--prompt", "a"], "no such run folder"),
         (["generate", "{bert}", "--top-p", "1.5"], "top-p must be in (0, 1]"),
         (["generate", "{bert}", "--temperature", "-1"], "temperature must be >= 0"),
+        (["generate", "{bert}", "--slide", "-1"], "--slide must be >= 0"),
         (
             ["pretrain", "--arch", "gpt", "--objectives", "mlm", "--out", "{new}"],
             "unknown mlm for arch gpt",

@@ -38,14 +38,14 @@ EXPERIMENTS = {
             "objectives",
             "MLM alone vs MLM+NSP vs MLM+SOP; [MASK] vs random vs 80/10/10; whole-word masking",
             "selfsup.experiments.objectives",
-            "54 min (measured on cores shared with two other runs)",
+            "~19 min (38 CPU-minutes with jobs=2; 45 min wall on busy cores)",
             "RoBERTa (NSP does not help), ALBERT (SOP > NSP; NSP-trained at chance on SOP)",
         ),
         Experiment(
             "dna",
             "text-pretrained BERT fine-tuned on DNA (bases as words) vs random init vs k-mers",
             "selfsup.experiments.dna",
-            "66 min (measured on cores shared with two other runs)",
+            "~25 min (49 CPU-minutes with jobs=2; 54 min wall on busy cores)",
             "Kao & Lee 2021: text-pretrained converges faster and beats random init",
         ),
         Experiment(
