@@ -335,6 +335,16 @@ def run_selfsup(
         predicted = predict_split(run, eval_examples, s.inference_batch)
         seconds.append(time.perf_counter() - start)
     answers = {e.id: p.text for e, p in zip(eval_examples, predicted)}
+    # the path before issue 18 (batches of 64 in example order) must give the same answers
+    start = time.perf_counter()
+    earlier = predict_split(run, eval_examples, 64, longest_first=False)
+    earlier_seconds = time.perf_counter() - start
+    same = sum(a.text == b.text for a, b in zip(earlier, predicted))
+    notes.append(
+        f"selfsup: batches of 64 in example order (the earlier path) give the same answer on "
+        f"{same} of {len(eval_examples)} questions, in {earlier_seconds:.1f} s against "
+        f"{statistics.median(seconds):.1f} s now"
+    )
     again = squad_scores(eval_squad, answers)
     if abs(again["f1"] - metrics["test_f1"]) > 1e-6:
         notes.append(

@@ -52,12 +52,16 @@ def load_finetuned(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     return FINETUNE.load(folder, device)
 
 
-def predict_split(run: LoadedRun, examples: list, batch_size: int = PREDICT_BATCH) -> list:
+def predict_split(
+    run: LoadedRun, examples: list, batch_size: int = PREDICT_BATCH, longest_first: bool = True
+) -> list:
     """Predictions of a fine-tuned run on examples: labels, per-unit tags, or answer spans
     (`batch_size` inputs, or QA windows, per forward pass: the answers do not depend on it)."""
     features = run.task.encode(examples, training=False)
     device = next(run.model.parameters()).device
-    outputs = predict_logits(run.model, features, run.task.collate, batch_size, device)
+    outputs = predict_logits(
+        run.model, features, run.task.collate, batch_size, device, longest_first
+    )
     if run.config.task.kind == "qa":
         return run.task.predict(examples, features, outputs)
     if run.config.task.kind == "tagging":

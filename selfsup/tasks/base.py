@@ -117,17 +117,21 @@ def predict_logits(
     collate: Callable[[Sequence[Any]], dict],
     batch_size: int = PREDICT_BATCH,
     device: torch.device | str = "cpu",
+    longest_first: bool = True,
 ) -> list[np.ndarray]:
     """The head's logits for every feature, unpadded: one array per feature, in their order.
 
     Features are batched longest first, so each batch is padded only to its own longest and holds
     inputs of similar length (in the given order a quarter of a QA batch was padding). A
-    feature's logits do not depend on its batch: padding is masked out of attention."""
+    feature's logits do not depend on its batch: padding is masked out of attention.
+    `longest_first=False` keeps the given order (the earlier path, kept for comparisons)."""
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, got {batch_size}")
     was_training = model.training
     model.eval()
-    order = sorted(range(len(features)), key=lambda i: -len(features[i].input_ids))
+    order = list(range(len(features)))
+    if longest_first:
+        order.sort(key=lambda i: -len(features[i].input_ids))
     outputs: list[np.ndarray | None] = [None] * len(features)
     for i in range(0, len(order), batch_size):
         chosen = order[i : i + batch_size]
