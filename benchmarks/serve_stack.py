@@ -69,6 +69,7 @@ def _seconds_to_first_page(command: list[str], port: int, path: str, timeout: fl
             if process.poll() is not None:
                 raise RuntimeError(f"{command[0]} exited: {process.stderr.read()[-500:]}")
             try:
+                # the server this script just started, on loopback: no network is reached
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
                     if r.status == 200:
                         return time.perf_counter() - start

@@ -37,6 +37,19 @@ def _model(cfg=CFG, seed=0):
     return model
 
 
+def _counting_model():
+    """A model whose logits calls record how many positions each one read."""
+    model, seen = _model(), []
+    original = model.logits
+
+    def counting(ids, kv_caches=None, last_only=False):
+        seen.append(ids.shape[1])
+        return original(ids, kv_caches, last_only)
+
+    model.logits = counting
+    return model, seen
+
+
 def test_no_position_sees_the_future():
     model = GPTModel(CFG).eval()
     ids = torch.randint(0, 99, (2, 16))
@@ -86,15 +99,7 @@ def test_cached_generation_equals_uncached(sampling):
 
 
 def test_cache_feeds_one_position_per_new_token():
-    model = _model()
-    seen = []
-    original = model.logits
-
-    def counting(ids, kv_caches=None, last_only=False):
-        seen.append(ids.shape[1])
-        return original(ids, kv_caches, last_only)
-
-    model.logits = counting
+    model, seen = _counting_model()
     list(generate_ids(model, [1, 2, 3, 4, 5, 6], GenerationConfig(max_new_tokens=10)))
     assert seen == [6] + [1] * 9
     seen.clear()
@@ -107,15 +112,7 @@ def test_cache_feeds_one_position_per_new_token():
 def test_context_slides_by_blocks_past_the_window():
     assert [context_start(n, 8, 2) for n in (1, 8, 9, 10, 11, 12, 13)] == [0, 0, 2, 2, 4, 4, 6]
     assert [context_start(n, 8, 1) for n in (8, 9, 10)] == [0, 1, 2]  # nanoGPT's cropping
-    model = _model()  # max_position 24: the default slide is 6
-    seen = []
-    original = model.logits
-
-    def counting(ids, kv_caches=None, last_only=False):
-        seen.append(ids.shape[1])
-        return original(ids, kv_caches, last_only)
-
-    model.logits = counting
+    model, seen = _counting_model()  # max_position 24: the default slide is 6
     list(generate_ids(model, list(range(1, 21)), GenerationConfig(max_new_tokens=12)))
     # 20 prompt tokens, 4 new ones fill the window; the 25th slides it by 6: 19 are read again
     assert seen == [20, 1, 1, 1, 1, 19, 1, 1, 1, 1, 1, 19]
