@@ -46,19 +46,26 @@ its checkpoint writes (a few seconds). Tokenizing the training split is excluded
 Inference is examples per second over the eval split: tokenization, windows, forward passes in
 batches of `--inference-batch` windows (default 32, both arms; each batch padded to its
 longest; selfsup orders the windows longest first, the transformers loop keeps example order)
-and span search, model loading excluded; `--repeats K` gives medians over K runs.
+and span search, model loading excluded; `--repeats K` gives medians over K rounds. The arms are
+timed side by side after both are trained: each round answers with every arm once, in an order
+rotated from round to round, so that a busy spell of a shared machine slows all arms alike.
+`--bf16` adds each arm answering in bfloat16 (selfsup: `load_finetuned(..., dtype="bfloat16")`,
+the encoder's blocks in bfloat16 and its head in float32; transformers: the whole model in
+bfloat16) and a table of speed, F1 and answers unchanged from the arm's own float32 ones.
 
 Usage:
     python benchmarks/squad_vs_transformers.py                 # defaults: see preset_default()
     python benchmarks/squad_vs_transformers.py --tiny          # smoke test: seconds
     python benchmarks/squad_vs_transformers.py --repeats 3 --steps 300 --work-dir runs/squad-bench
     python benchmarks/squad_vs_transformers.py --like-for-like --seed 1   # same algorithm both arms
+    python benchmarks/squad_vs_transformers.py --bf16 --repeats 3    # + both arms in bfloat16
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import json
 import random
@@ -66,7 +73,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,6 +118,9 @@ class Settings:
     # selfsup with transformers' algorithm: loss over the whole window, best span over every
     # window without the max-context rule, exhaustive span search (n_best = max_seq_len)
     like_for_like: bool = False
+    # also answer in bfloat16 (each arm's encoder; selfsup keeps its head in float32): speed, F1
+    # and how many answers differ from the same arm's float32 ones
+    bf16: bool = False
 
 
 def preset_default() -> Settings:
@@ -237,6 +247,7 @@ class ArmResult:
     inference_seconds: list[float]  # one per repeat
     eval_examples: int
     predictions: dict[str, str] = field(default_factory=dict)  # question id -> answer text
+    dtype: str = "float32"
 
     @property
     def examples_per_second(self) -> float:
@@ -268,6 +279,7 @@ class BenchmarkResult:
     work_dir: Path
     selfsup_finetune_seconds: float  # finetune() end to end
     notes: list[str] = field(default_factory=list)
+    bf16_arms: list[ArmResult] = field(default_factory=list)  # with --bf16: selfsup, transformers
 
 
 # ---------------------------------------------------------------- selfsup arm
@@ -292,15 +304,24 @@ def timed_training_loop(times: list[float]) -> Iterator[None]:
         trainer.train = original
 
 
-def run_selfsup(
-    s: Settings,
-    files: SplitFiles,
-    model_dir: Path,
-    run_dir: Path,
-    eval_examples: list[QAExample],
-    eval_squad: dict,
-) -> tuple[ArmResult, float, list[str]]:
-    """(result, finetune() end-to-end seconds, notes)."""
+@dataclass
+class TrainedArm:
+    """One arm after fine-tuning: how long it took, and its ways of answering the eval split
+    (name -> a function giving {question id: answer text}), timed later side by side."""
+
+    train_seconds: float
+    answerers: dict[str, Callable[[], dict[str, str]]]
+    exact_match: float | None = None  # selfsup: finetune()'s own test metrics
+    f1: float | None = None
+    finetune_seconds: float = 0.0  # selfsup: finetune() end to end
+    last_loss: float = 0.0  # transformers: the last training loss
+
+
+def train_selfsup(
+    s: Settings, files: SplitFiles, model_dir: Path, run_dir: Path, eval_examples: list[QAExample]
+) -> TrainedArm:
+    """Fine-tune with `finetune`; answer with `predict_split` (float32, the earlier path of
+    batches of 64 in example order, and bfloat16 with --bf16)."""
     from selfsup.inference.answer import load_finetuned, predict_split
     from selfsup.recipes.finetune import FinetuneConfig, TaskConfig, finetune
 
@@ -328,39 +349,47 @@ def run_selfsup(
         metrics = finetune(cfg, run_dir)
     finetune_seconds = time.perf_counter() - start
 
+    def answerer(run, batch: int, longest_first: bool = True) -> Callable[[], dict[str, str]]:
+        def answer() -> dict[str, str]:
+            predicted = predict_split(run, eval_examples, batch, longest_first)
+            return {e.id: p.text for e, p in zip(eval_examples, predicted)}
+
+        return answer
+
     run = load_finetuned(run_dir)
-    seconds, notes = [], []
-    for _ in range(s.repeats):
-        start = time.perf_counter()
-        predicted = predict_split(run, eval_examples, s.inference_batch)
-        seconds.append(time.perf_counter() - start)
-    answers = {e.id: p.text for e, p in zip(eval_examples, predicted)}
-    # the path before issue 18 (batches of 64 in example order) must give the same answers
-    start = time.perf_counter()
-    earlier = predict_split(run, eval_examples, 64, longest_first=False)
-    earlier_seconds = time.perf_counter() - start
-    same = sum(a.text == b.text for a, b in zip(earlier, predicted))
-    notes.append(
-        f"selfsup: batches of 64 in example order (the earlier path) give the same answer on "
-        f"{same} of {len(eval_examples)} questions, in {earlier_seconds:.1f} s against "
-        f"{statistics.median(seconds):.1f} s now"
-    )
-    again = squad_scores(eval_squad, answers)
-    if abs(again["f1"] - metrics["test_f1"]) > 1e-6:
-        notes.append(
-            f"selfsup: predict_split after load_finetuned scores F1 {again['f1']:.3f}, "
-            f"finetune's test F1 was {metrics['test_f1']:.3f}"
+    answerers = {
+        "selfsup": answerer(run, s.inference_batch),
+        # the path before issue 18 (batches of 64 in example order): the same answers
+        "selfsup earlier path": answerer(run, 64, longest_first=False),
+    }
+    if s.bf16:
+        answerers["selfsup bfloat16"] = answerer(
+            load_finetuned(run_dir, dtype="bfloat16"), s.inference_batch
         )
-    result = ArmResult(
-        "selfsup",
+    return TrainedArm(
+        loop_seconds[0],
+        answerers,
         metrics["test_exact_match"],
         metrics["test_f1"],
-        loop_seconds[0],
-        seconds,
-        len(eval_examples),
-        answers,
+        finetune_seconds=finetune_seconds,
     )
-    return result, finetune_seconds, notes
+
+
+def time_side_by_side(
+    answerers: dict[str, Callable[[], dict[str, str]]], repeats: int
+) -> dict[str, tuple[list[float], dict[str, str]]]:
+    """{name: (seconds of each repeat, answers)}: every answerer once per round, the order rotated
+    each round, so that a busy spell of the machine slows every arm alike rather than one."""
+    names = list(answerers)
+    out: dict[str, tuple[list[float], dict[str, str]]] = {name: ([], {}) for name in names}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            answers = answerers[name]()
+            out[name][0].append(time.perf_counter() - start)
+            out[name] = (out[name][0], answers)
+    return out
 
 
 def selfsup_windows(model_dir: Path, examples: list[QAExample], wcfg: WindowConfig, training: bool):
@@ -593,42 +622,29 @@ def predict_hf(
     return {e.id: best[i][1] if i in best else "" for i, e in enumerate(examples)}
 
 
-def run_hf(
+def train_transformers(
     s: Settings,
     model_dir: Path,
     train_windows: list[HFWindow],
     tokenizer,
     eval_examples: list[QAExample],
-    eval_squad: dict,
-) -> tuple[ArmResult, float]:
-    """(result, last training loss)."""
-    import transformers
-
+) -> TrainedArm:
+    """Fine-tune BertForQuestionAnswering with the loop above; answer in float32 (and, with
+    --bf16, a copy of the whole model in bfloat16, as `from_pretrained(..., dtype=bfloat16)`)."""
     model = load_hf_model(model_dir, selfsup_initial_head(model_dir, s.seed))
     train_seconds, last_loss = train_hf(
         model, train_windows, train_config(s), tokenizer.pad_token_id
     )
-    seconds, predictions = [], {}
-    for _ in range(s.repeats):
-        start = time.perf_counter()
-        predictions = predict_hf(
-            model, tokenizer, eval_examples, window_config(s), s.inference_batch
+
+    def answerer(chosen) -> Callable[[], dict[str, str]]:
+        return lambda: predict_hf(
+            chosen, tokenizer, eval_examples, window_config(s), s.inference_batch
         )
-        seconds.append(time.perf_counter() - start)
-    scores = squad_scores(eval_squad, predictions, "en")
-    name = f"transformers {transformers.__version__} BertForQuestionAnswering"
-    return (
-        ArmResult(
-            name,
-            scores["exact_match"],
-            scores["f1"],
-            train_seconds,
-            seconds,
-            len(eval_examples),
-            predictions,
-        ),
-        last_loss,
-    )
+
+    answerers = {"transformers": answerer(model)}
+    if s.bf16:
+        answerers["transformers bfloat16"] = answerer(copy.deepcopy(model).to(torch.bfloat16))
+    return TrainedArm(train_seconds, answerers, last_loss=last_loss)
 
 
 # ---------------------------------------------------------------- checks and report
@@ -675,6 +691,25 @@ def markdown_table(arms: Sequence[ArmResult], like_for_like: bool = False) -> st
         f"{len(theirs.predictions)} questions"
         + (" (like for like: same loss, span search and head dropout)" if like_for_like else ""),
     ]
+    return "\n".join(lines)
+
+
+def bf16_table(float32_arms: Sequence[ArmResult], bf16_arms: Sequence[ArmResult]) -> str:
+    """Each arm in bfloat16 against transformers in float32, and against its own float32."""
+    peer = float32_arms[1].examples_per_second
+    lines = [
+        "| arm | dtype | F1 | inference examples/s | vs transformers float32 | "
+        "answers unchanged from its float32 |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for arm in (*float32_arms, *bf16_arms):
+        own = next(a for a in float32_arms if a.name.split()[0] == arm.name.split()[0])
+        same = sum(own.predictions.get(k) == v for k, v in arm.predictions.items())
+        lines.append(
+            f"| {arm.name.split()[0]} | {arm.dtype} | {arm.f1:.2f} | "
+            f"{arm.examples_per_second:.2f} | {arm.examples_per_second / peer:.2f}x | "
+            f"{same} of {len(arm.predictions)} |"
+        )
     return "\n".join(lines)
 
 
@@ -768,23 +803,65 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
                 "selfsup and transformers (the stride conversion is wrong)"
             )
 
-    hf_arm, hf_loss = run_hf(s, model_dir, train_windows, tokenizer, eval_examples, eval_squad)
+    hf = train_transformers(s, model_dir, train_windows, tokenizer, eval_examples)
     print(
-        f"transformers: trained in {hf_arm.train_seconds:.1f} s "
-        f"({hf_arm.train_seconds / s.steps:.2f} s/step), last loss {hf_loss:.3f}",
+        f"transformers: trained in {hf.train_seconds:.1f} s "
+        f"({hf.train_seconds / s.steps:.2f} s/step), last loss {hf.last_loss:.3f}",
         flush=True,
     )
-    ours, finetune_seconds, notes = run_selfsup(
-        s, files, model_dir, work / "selfsup-run", eval_examples, eval_squad
-    )
+    selfsup = train_selfsup(s, files, model_dir, work / "selfsup-run", eval_examples)
     print(
-        f"selfsup: trained in {ours.train_seconds:.1f} s ({ours.train_seconds / s.steps:.2f} "
-        f"s/step); finetune() end to end {finetune_seconds:.1f} s",
+        f"selfsup: trained in {selfsup.train_seconds:.1f} s "
+        f"({selfsup.train_seconds / s.steps:.2f} s/step); finetune() end to end "
+        f"{selfsup.finetune_seconds:.1f} s",
         flush=True,
     )
+    timed = time_side_by_side({**selfsup.answerers, **hf.answerers}, s.repeats)
+
+    def arm(name: str, trained: TrainedArm, shown: str, dtype: str = "float32") -> ArmResult:
+        seconds, answers = timed[name]
+        scores = squad_scores(eval_squad, answers, "en")
+        return ArmResult(
+            shown,
+            scores["exact_match"],
+            scores["f1"],
+            trained.train_seconds,
+            seconds,
+            len(eval_examples),
+            answers,
+            dtype,
+        )
+
+    import transformers
+
+    ours = arm("selfsup", selfsup, "selfsup")
+    hf_arm = arm(
+        "transformers", hf, f"transformers {transformers.__version__} BertForQuestionAnswering"
+    )
+    notes = []
+    if abs(ours.f1 - selfsup.f1) > 1e-6:
+        notes.append(
+            f"selfsup: predict_split after load_finetuned scores F1 {ours.f1:.3f}, "
+            f"finetune's test F1 was {selfsup.f1:.3f}"
+        )
+    earlier_seconds, earlier = timed["selfsup earlier path"]
+    same = sum(earlier[k] == v for k, v in ours.predictions.items())
+    notes.append(
+        f"selfsup: batches of 64 in example order (the earlier path) give the same answer on "
+        f"{same} of {len(eval_examples)} questions, in {statistics.median(earlier_seconds):.1f} s "
+        f"against {statistics.median(ours.inference_seconds):.1f} s now"
+    )
+    bf16_arms = [
+        arm(f"{name} bfloat16", trained, name, "bfloat16")
+        for name, trained in (("selfsup", selfsup), ("transformers", hf))
+        if f"{name} bfloat16" in timed
+    ]
     table = markdown_table([ours, hf_arm], s.like_for_like)
     print()
     print(table)
+    if bf16_arms:
+        print()
+        print(bf16_table([ours, hf_arm], bf16_arms))
     for note in notes:
         print("note:", note)
     print(f"\nbenchmark wall time: {time.perf_counter() - begin:.1f} s")
@@ -798,8 +875,9 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
         arms=[ours, hf_arm],
         table=table,
         work_dir=work,
-        selfsup_finetune_seconds=finetune_seconds,
+        selfsup_finetune_seconds=selfsup.finetune_seconds,
         notes=notes,
+        bf16_arms=bf16_arms,
     )
 
 

@@ -4,7 +4,9 @@ User mistakes (selfsup.errors.UserError) print one line and exit 2, with no trac
 Only the parser of the command being run is built (`build_parser`); the others are listed by name
 and one line (`COMMAND_HELP`), so `selfsup --help` and a mistyped top-level flag import neither
 torch nor the recipes. Imports are inside functions on purpose: a command's parser loads only what
-building it needs (`selfsup pretrain --help` imports the recipe's config, and with it torch).
+building it needs, the config classes and presets, which are torch-free (the recipe registry, the
+*_config.py modules), so `selfsup COMMAND --help` and a bad flag cost a fraction of a second;
+torch, numpy and the models are imported by the command's run function.
 """
 
 from __future__ import annotations
@@ -226,8 +228,8 @@ def _run_pretrain(args: argparse.Namespace, arch: str) -> int:
 def _pretrain_arch(argv: list[str]) -> str:
     """The recipe a `selfsup pretrain` command line asks for: --arch, or the arch saved in the
     config.json of --config or of a resumed --out; bert by default. Its flags depend on it."""
+    from selfsup.config import config_arch
     from selfsup.recipes import pretraining_archs
-    from selfsup.runs import config_arch
 
     given: dict[str, str] = {}
     for flag, value in zip(argv, argv[1:] + [""]):
@@ -373,7 +375,21 @@ def _ask_parser(sub) -> None:
         help="windows per forward pass (default 32; the answers do not depend on it: larger "
         "suits a GPU)",
     )
+    _add_dtype_flag(p)
     p.set_defaults(func=_run_ask)
+
+
+def _add_dtype_flag(p: argparse.ArgumentParser, which: str = "") -> None:
+    from selfsup.inference.precision import INFERENCE_DTYPES
+
+    p.add_argument(
+        "--dtype",
+        choices=INFERENCE_DTYPES,
+        default="float32",
+        help=f"number format of the encoder{which}: float32 (default: the answers training "
+        "measured) or bfloat16 (several times faster on CPUs with AMX and on GPUs; a few answers "
+        "may change: docs/PERFORMANCE.md)",
+    )
 
 
 def _run_ask(args: argparse.Namespace) -> int:
@@ -395,7 +411,7 @@ def _run_ask(args: argparse.Namespace) -> int:
         raise UserError("--question TEXT needs --context FILE: the passage to find the answer in")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    run = load_finetuned(args.run)
+    run = load_finetuned(args.run, dtype=args.dtype)
     if args.squad:
         examples, _ = read_squad(args.squad, for_training=False)
         predictions = answer_questions(run, examples, args.batch_size)
@@ -491,7 +507,7 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 
 def _demo_parser(sub) -> None:
-    from selfsup.experiments.demo import DemoConfig
+    from selfsup.experiments.demo_config import DemoConfig
 
     p = _add_command(
         sub,
@@ -748,7 +764,7 @@ also writes results.json, table.md and icl_curve.png.
 
 
 def _icl_parser(sub) -> None:
-    from selfsup.evaluation.icl import ICLConfig
+    from selfsup.evaluation.icl_config import ICLConfig
 
     p = _add_command(
         sub,
@@ -833,6 +849,7 @@ def _serve_parser(sub) -> None:
         "--images", metavar="DIR", help="SimCLR/BYOL runs: the folder of images to search"
     )
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda")
+    _add_dtype_flag(p, " of fine-tuned runs (other runs stay float32)")
     p.set_defaults(func=_run_serve)
 
 
@@ -846,7 +863,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         raise UserError(f'selfsup serve needs {missing}: pip install -e ".[serve]"') from None
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be between 0 and 65535, got {args.port}")
-    serve(args.runs, args.host, args.port, args.images, args.device)
+    serve(args.runs, args.host, args.port, args.images, args.device, dtype=args.dtype)
     return 0
 
 

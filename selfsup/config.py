@@ -286,6 +286,15 @@ def load_config(cfg_cls: type, path: str | Path) -> Any:
     return from_dict(cfg_cls, data, str(path))
 
 
+def config_arch(path: str | Path) -> str | None:
+    """The arch a saved config.json names (None when unreadable): lets the CLI pick the config
+    class of `--config FILE` or of a resumed `--out` before it parses the other flags."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8")).get("arch")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def get_value(cfg: Any, key: str) -> Any:
     """The value at a dotted key of a nested config (`get_value(cfg, "train.lr")`)."""
     for part in key.split("."):

@@ -61,7 +61,7 @@ import torch
 
 from selfsup.checkpoint import CHECKSUMS, checkpoint_weights, load_checked_safetensors
 from selfsup.checkpoint import latest_checkpoint as newest_checkpoint
-from selfsup.config import load_config
+from selfsup.config import config_arch, load_config  # noqa: F401 (config_arch: re-export)
 from selfsup.data.tokenizer import Tokenizer
 from selfsup.errors import UserError
 from selfsup.io import atomic_write_json, check_writable_folder
@@ -88,15 +88,6 @@ WRITTEN = (
     "final_metrics.json",
     "predictions.json",
 )
-
-
-def config_arch(path: Path) -> str | None:
-    """The arch a saved config.json names (None when unreadable): lets the CLI pick the config
-    class of `--config FILE` or of a resumed `--out` before it parses the other flags."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8")).get("arch")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def is_run(path: str | Path) -> bool:

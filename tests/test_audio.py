@@ -7,12 +7,12 @@ import math
 import os
 import struct
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from speech_helpers import write_wav
 
 from selfsup.data import audio
 from selfsup.data.audio import AudioItem, LogMelConfig
@@ -20,25 +20,6 @@ from selfsup.data.sources import SHARED_SETS, shared_data_dir
 from selfsup.errors import UserError
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def write_wav(path: Path, values: np.ndarray, width: int = 2, rate: int = 8000) -> Path:
-    """Integer sample values (frames, channels) or (frames,) as a PCM WAV of `width` bytes."""
-    values = np.asarray(values)
-    channels = 1 if values.ndim == 1 else values.shape[1]
-    if width == 1:
-        data = values.astype(np.uint8).tobytes()
-    elif width == 3:
-        data = b"".join(int(v).to_bytes(3, "little", signed=True) for v in values.reshape(-1))
-    else:
-        data = values.astype(f"<i{width}").tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(channels)
-        wav.setsampwidth(width)
-        wav.setframerate(rate)
-        wav.writeframes(data)
-    return path
 
 
 def tone(freq: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:

@@ -79,3 +79,55 @@ def test_jobs_option():
     assert default_workers(0) >= 1
     with pytest.raises(UserError, match="jobs must be >= 0"):
         default_workers(-1)
+
+
+CTRL_C_SCRIPT = """
+import sys, time
+from pathlib import Path
+from selfsup.experiments.jobs import Job, run_jobs
+busy = int(sys.argv[2])  # workers given a job; another job waits for sleep-0 to finish
+jobs = [Job(f"sleep-{i}", time.sleep, (60,)) for i in range(busy)]
+jobs.append(Job("after", time.sleep, (60,), after=("sleep-0",)))
+try:
+    run_jobs(jobs, 2, Path(sys.argv[1]), say=lambda line: print(line, flush=True))
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("busy", [1, 2])
+@pytest.mark.parametrize("wait", [0.0, 3.0])  # workers still starting up; inside their jobs
+def test_ctrl_c_stops_every_worker_without_a_traceback(tmp_path, busy, wait):
+    """Ctrl-C signals the terminal's whole process group: the workers must not print their own
+    KeyboardInterrupt (the earlier code did when they were starting up), and the main process
+    must stop them and say so in one line."""
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_SCRIPT, str(tmp_path / "logs"), str(busy)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives a command
+    )
+    started = 0
+    while started < busy:  # printed once the job's worker has been spawned
+        line = process.stdout.readline()
+        assert line, f"the jobs did not start: {process.communicate()}"
+        started += line.strip().startswith("started")
+    time.sleep(wait)
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        _, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise AssertionError("Ctrl-C did not stop the jobs within 30 s") from None
+    assert process.returncode == 130
+    assert err.strip() == "interrupted", err
+    with pytest.raises(ProcessLookupError):  # no worker outlives the main process
+        for _ in range(50):
+            os.killpg(process.pid, 0)
+            time.sleep(0.1)

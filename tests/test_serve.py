@@ -29,9 +29,14 @@ from serve_helpers import make_tiny_runs, running_server  # noqa: E402
 
 from selfsup.cli import main  # noqa: E402
 from selfsup.errors import UserError  # noqa: E402
-from selfsup.serve.qa import n_best_spans  # noqa: E402
 from selfsup.serve.text import cosine_similarities, find_word, principal_components_2d  # noqa: E402
-from selfsup.tasks.qa_windows import WindowConfig, build_windows, predict_answer  # noqa: E402
+from selfsup.tasks.qa_windows import (  # noqa: E402
+    WindowConfig,
+    best_spans,
+    build_windows,
+    n_best_spans,
+    predict_answer,
+)
 
 PASSAGE = "一二三四五六七八九十" * 4 + "【甲丙戊】" + "六七八九十" * 3  # longer than one window
 QUESTION = "括号里是什么？"
@@ -107,9 +112,21 @@ def test_n_best_starts_with_the_answer_and_lists_distinct_spans_best_first(seed)
     ends = [rng.normal(size=len(w.input_ids) + 2) for w in windows]
     best = predict_answer(windows, starts, ends, text, offsets, cfg)
     n_best = n_best_spans(windows, starts, ends, text, offsets, cfg, n=7)
-    if best.window < 0:
-        assert n_best == []
+    # the reference: each window's own best span, the first window winning ties
+    reference = None
+    for index, window in enumerate(windows):
+        spans = best_spans(starts[index], ends[index], window, cfg)
+        if spans and (reference is None or spans[0].score > reference[0].score):
+            reference = (spans[0], index)
+    if reference is None:
+        assert best.window < 0 and n_best == []
         return
+    span, index = reference
+    first, last = (
+        windows[index].context_token_indices[p] for p in (span.start_position, span.end_position)
+    )
+    assert (best.window, best.score) == (index, span.score)
+    assert (best.start_char, best.end_char) == (offsets[first][0], offsets[last][1])
     assert n_best[0] == best
     assert 1 <= len(n_best) <= 7
     assert [a.score for a in n_best] == sorted((a.score for a in n_best), reverse=True)

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from speech_helpers import write_digit_tones
 
 from selfsup.cli import main
 from selfsup.data.frames import UtteranceSplit
@@ -39,34 +38,15 @@ from selfsup.models.acoustic import AcousticEncoder
 from selfsup.recipes import load_run
 from selfsup.recipes.audio import PRESETS, load_audio_inputs
 
-RATE = 8000
 SPEAKERS = {"ann": 0.1, "bob": 0.5, "cyd": 0.9}  # weight of the second harmonic
 DIGITS, TAKES = 3, 6
 
 
-def _tone(digit: int, harmonic: float, take: int) -> np.ndarray:
-    """A 0.25-0.5 s glide from 300 + 250 * digit Hz, faded in and out (23 to 48 frames)."""
-    seconds = 0.25 + 0.05 * take
-    t = np.arange(int(RATE * seconds)) / RATE
-    phase = 2 * math.pi * np.cumsum(300.0 + 250.0 * digit + 1000.0 * t / seconds) / RATE
-    envelope = np.sin(math.pi * t / seconds) ** 0.5
-    return envelope * (np.sin(phase) + harmonic * np.sin(2 * phase)) * 0.4
-
-
 @pytest.fixture(scope="module")
 def tones(tmp_path_factory) -> Path:
-    """54 WAVs `{digit}_{speaker}_{take}.wav`: 3 digits x 3 speakers x 6 takes."""
-    folder = tmp_path_factory.mktemp("tones")
-    for digit in range(DIGITS):
-        for speaker, harmonic in SPEAKERS.items():
-            for take in range(TAKES):
-                samples = _tone(digit, harmonic, take)
-                with wave.open(str(folder / f"{digit}_{speaker}_{take}.wav"), "wb") as out:
-                    out.setnchannels(1)
-                    out.setsampwidth(2)
-                    out.setframerate(RATE)
-                    out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return folder
+    """54 WAVs `{digit}_{speaker}_{take}.wav`: 3 digits x 3 speakers x 6 takes of 0.25-0.5 s
+    (23 to 48 frames)."""
+    return write_digit_tones(tmp_path_factory.mktemp("tones"), SPEAKERS, DIGITS, TAKES, 0.05)
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ kill, the CLI's one-line errors, and one run over the real FSDD when ../shared/d
 from __future__ import annotations
 
 import json
-import math
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import pytest
 import torch
 from helpers import Killed
 from safetensors.torch import load_file
+from speech_helpers import write_digit_tones
 
 import selfsup.recipes.base as recipe_base
 import selfsup.trainer as trainer_module
@@ -33,42 +32,16 @@ from selfsup.recipes import RECIPES, load_run
 from selfsup.recipes.audio import PRESETS, load_audio_inputs
 from selfsup.runs import RunFolder
 
-RATE = 8000
 SPEAKERS = {"ann": 0.1, "bob": 0.4, "cyd": 0.8}  # weight of the second harmonic
 DIGITS, TAKES = 3, 4
 FSDD_PATTERN = FSDD_NAME_PATTERN.pattern
 
 
-def _tone(digit: int, harmonic: float, take: int) -> np.ndarray:
-    """A glide from 300 + 250 * digit Hz up by 1 kHz, faded in and out, 0.25-0.55 s long (23 to
-    53 frames: some shorter and some longer than the tiny preset's 32-frame crops). No noise:
-    per-utterance normalisation would blow the noise of the bands the tone never reaches up to
-    unit variance, and TERA's loss would be mostly unpredictable noise."""
-    seconds = 0.25 + 0.1 * take
-    t = np.arange(int(RATE * seconds)) / RATE
-    pitch = 300.0 + 250.0 * digit + 1000.0 * t / seconds  # the 2nd harmonic stays under 4 kHz
-    phase = 2 * math.pi * np.cumsum(pitch) / RATE
-    envelope = np.sin(math.pi * t / seconds) ** 0.5
-    return envelope * (np.sin(phase) + harmonic * np.sin(2 * phase)) * 0.4
-
-
-def _write_wav(path: Path, samples: np.ndarray) -> None:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-
-
 @pytest.fixture(scope="module")
 def tones(tmp_path_factory) -> Path:
-    """36 WAVs `{digit}_{speaker}_{take}.wav`: 3 digits x 3 speakers x 4 takes."""
-    folder = tmp_path_factory.mktemp("tones")
-    for digit in range(DIGITS):
-        for speaker, harmonic in SPEAKERS.items():
-            for take in range(TAKES):
-                _write_wav(folder / f"{digit}_{speaker}_{take}.wav", _tone(digit, harmonic, take))
-    return folder
+    """36 WAVs `{digit}_{speaker}_{take}.wav`: 3 digits x 3 speakers x 4 takes of 0.25-0.55 s
+    (23 to 53 frames: some shorter and some longer than the tiny preset's 32-frame crops)."""
+    return write_digit_tones(tmp_path_factory.mktemp("tones"), SPEAKERS, DIGITS, TAKES, 0.1)
 
 
 def _pretrain(args: list[str], capsys) -> tuple[int, str, str]:

@@ -158,11 +158,14 @@ class CausalLMBatches:
         return _window_batch([self.stream[s : s + self.seq_len + 1] for s in starts], self.pad_id)
 
     def eval_batches(self, max_batches: int) -> list[dict]:
-        starts = range(0, len(self.stream) - 1, self.seq_len)
+        """The first `max_batches` batches of the held-out tiling (only their windows are cut:
+        a window per seq_len tokens of the whole stream would be O(corpus) Python objects)."""
+        windows = max(0, max_batches) * self.batch_size
+        starts = range(0, len(self.stream) - 1, self.seq_len)[:windows]
         rows = [self.stream[s : s + self.seq_len + 1] for s in starts]
         return [
             _window_batch(rows[b : b + self.batch_size], self.pad_id)
-            for b in range(0, min(len(rows), max_batches * self.batch_size), self.batch_size)
+            for b in range(0, len(rows), self.batch_size)
         ]
 
 

@@ -71,33 +71,77 @@ def packed_instances(store: TokenStore, max_tokens: int) -> Instances:
     return Instances(starts, ends, documents, np.arange(len(starts) + 1), starts.copy())
 
 
+def _sentence_pieces(
+    sentence_offsets: np.ndarray, document_offsets: np.ndarray, max_tokens: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every sentence cut into pieces of at most max_tokens tokens, in corpus order: (piece
+    starts, piece ends, each piece's document, each piece's next-document piece index)."""
+    lo, hi = sentence_offsets[:-1], sentence_offsets[1:]
+    counts = -(-(hi - lo) // max_tokens)  # a long sentence becomes several pieces
+    first = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=first[1:])
+    within = np.arange(first[-1], dtype=np.int64) - np.repeat(first[:-1], counts)
+    piece_lo = np.repeat(lo, counts) + max_tokens * within
+    piece_hi = np.minimum(piece_lo + max_tokens, np.repeat(hi, counts))
+    sentences_per_document = np.diff(document_offsets)
+    document_of_sentence = np.repeat(np.arange(len(sentences_per_document)), sentences_per_document)
+    piece_document = np.repeat(document_of_sentence, counts)
+    document_end = first[document_offsets[1:]][piece_document]
+    return piece_lo, piece_hi, piece_document, document_end
+
+
+def _chain(following: np.ndarray, walk_bits: int = 17) -> np.ndarray:
+    """The nodes 0, f(0), f(f(0)), ... below n of f = following (n + 1,), f(i) > i, f(n) = n.
+
+    Pointer doubling: f^(2^k) for k up to K = bits(n) - walk_bits, a walk of f^(2^K) from 0 (at
+    most ~2^walk_bits Python steps, whatever n), then each level fills in the nodes halfway
+    between those it has: numpy over arrays, not a Python step or object per node."""
+    n = len(following) - 1
+    levels = [following.astype(np.int32 if n < 2**31 - 1 else np.int64)]
+    for _ in range(max(0, n.bit_length() - walk_bits)):
+        levels.append(levels[-1][levels[-1]])
+    jump = levels[-1]
+    # at most n // 2^K + 1 nodes a stride of 2^K apart (the chain has at most n nodes), written
+    # into an array: one Python int alive at a time
+    nodes = np.empty(n // 2 ** (len(levels) - 1) + 1, dtype=jump.dtype)
+    count, node = 0, 0
+    while node < n:
+        nodes[count] = node
+        count, node = count + 1, int(jump[node])
+    nodes = nodes[:count]
+    for level in reversed(levels[:-1]):  # the nodes 2^k steps after each one found so far
+        both = np.empty(2 * len(nodes), dtype=nodes.dtype)
+        both[0::2], both[1::2] = nodes, level[nodes]
+        nodes = both[both < n]
+    return nodes.astype(np.int64)
+
+
 def build_instances(store: TokenStore, max_tokens: int) -> Instances:
-    """Pack consecutive sentences of each document into instances of at most max_tokens tokens."""
-    sentence_offsets = np.asarray(store.sentence_offsets)
-    document_offsets = np.asarray(store.document_offsets)
-    starts, ends, documents, first_piece, piece_starts = [], [], [], [], []
-    for d in range(store.num_documents):
-        current_start = current_end = None
-        for s in range(int(document_offsets[d]), int(document_offsets[d + 1])):
-            lo, hi = int(sentence_offsets[s]), int(sentence_offsets[s + 1])
-            for piece_lo in range(lo, hi, max_tokens):  # a long sentence becomes several pieces
-                piece_hi = min(hi, piece_lo + max_tokens)
-                if current_start is not None and piece_hi - current_start <= max_tokens:
-                    current_end = piece_hi
-                else:
-                    if current_start is not None:
-                        ends.append(current_end)
-                    current_start, current_end = piece_lo, piece_hi
-                    starts.append(piece_lo)
-                    documents.append(d)
-                    first_piece.append(len(piece_starts))
-                piece_starts.append(piece_lo)
-        if current_start is not None:
-            ends.append(current_end)
-    first_piece.append(len(piece_starts))
-    as_int = lambda xs: np.asarray(xs, dtype=np.int64)  # noqa: E731
+    """Pack consecutive sentences of each document into instances of at most max_tokens tokens:
+    an instance starts at a piece (a sentence, or a max_tokens piece of a longer one) and takes
+    the pieces after it while they fit, never past its document's end.
+
+    Vectorised: the piece each instance would end before follows from its first piece alone
+    (np.searchsorted over the piece ends), so instance starts are the chain of that map from
+    piece 0 (`_chain`); no Python object per sentence or document."""
+    sentence_offsets = np.asarray(store.sentence_offsets, dtype=np.int64)
+    document_offsets = np.asarray(store.document_offsets, dtype=np.int64)
+    piece_lo, piece_hi, piece_document, document_end = _sentence_pieces(
+        sentence_offsets, document_offsets, max_tokens
+    )
+    n = len(piece_lo)
+    following = np.empty(n + 1, dtype=np.int64)
+    following[:n] = np.minimum(
+        np.searchsorted(piece_hi, piece_lo + max_tokens, side="right"), document_end
+    )
+    following[n] = n
+    first = _chain(following)
     return Instances(
-        as_int(starts), as_int(ends), as_int(documents), as_int(first_piece), as_int(piece_starts)
+        piece_lo[first],
+        piece_hi[following[first] - 1],
+        piece_document[first],
+        np.append(first, n),
+        piece_lo,
     )
 
 
@@ -160,8 +204,9 @@ class BertPretrainingBatches:
             [sentence_offsets[document_offsets[:-1]], sentence_offsets[document_offsets[1:]]],
             axis=1,
         )
-        self.random_token_ids = torch.tensor(
-            [i for i in range(store.vocab_size) if i not in special.all], dtype=torch.long
+        every_id = np.arange(store.vocab_size, dtype=np.int64)
+        self.random_token_ids = torch.from_numpy(
+            every_id[~np.isin(every_id, np.fromiter(special.all, np.int64))]
         )
 
     @property

@@ -9,12 +9,14 @@ document boundaries that BERT's NSP/SOP pair building and whole-word masking nee
     document_offsets.npy   int64 (num_documents + 1): SENTENCE index where each document starts
     meta.json              format version, dtype, vocab size, counts, tokenizer; written LAST
 
-Everything is written streaming (sentences tokenized in batches with `encode_batch` and appended
-to open files), and meta.json is written last and atomically: a folder without it is an
-interrupted prepare, never mistaken for a store. A batch is bounded in sentences and in
-characters, and a long document is tokenized over several batches: a tokenizer holds ~300 bytes
-of Python objects per token (ids, offsets, flags), so what one batch holds sets the peak memory,
-whatever the size of a document (a 20 MB one took 2 GB before).
+Everything is written streaming (sentences tokenized in batches and appended to open files), and
+meta.json is written last and atomically: a folder without it is an interrupted prepare, never
+mistaken for a store. A batch is bounded in sentences and in characters, and a long document is
+tokenized over several batches, so what one batch holds sets the peak memory, whatever the size of
+a document (a 20 MB one took 2 GB before). A batch's tokens are numpy arrays from end to end
+(`Tokenizer.encode_arrays`: ids, word-continuation flags, start offsets), never a Python object
+per token: ~1 us and ~300 bytes a token before, the most of the time for Chinese text, where a
+character is a token. Any other tokenizer object is read through its `encode_batch`.
 
 Word starts. Whole-word masking for Chinese (Cui et al., "Pre-Training with Whole Word Masking
 for Chinese BERT") masks all characters of a *word* ("中华人民共和国" as one unit, not
@@ -40,6 +42,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from itertools import chain
@@ -49,6 +52,7 @@ from typing import Any, BinaryIO, Protocol
 import numpy as np
 
 from selfsup.data.corpus import Document
+from selfsup.data.token_arrays import TokenArrays, arrays_from_encodings, exclusive_cumsum
 from selfsup.errors import UserError
 from selfsup.io import atomic_write_json
 
@@ -70,9 +74,20 @@ class _Encoding(Protocol):
 
 
 class _Tokenizer(Protocol):
+    """What a store needs of a tokenizer; one with `encode_arrays` (selfsup's `Tokenizer`)
+    gives the tokens as arrays directly."""
+
     vocab_size: int
 
     def encode_batch(self, texts: list[str]) -> list[_Encoding]: ...
+
+
+def encode_arrays(tokenizer: _Tokenizer, texts: list[str], with_starts: bool) -> TokenArrays:
+    """The tokens of `texts` as arrays: the tokenizer's own `encode_arrays` where its class has
+    one, else its `encode_batch` converted."""
+    if getattr(type(tokenizer), "encode_arrays", None) is not None:
+        return tokenizer.encode_arrays(texts, with_starts=with_starts)  # type: ignore[attr-defined]
+    return arrays_from_encodings(tokenizer.encode_batch(texts), with_starts)
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -92,33 +107,37 @@ def token_dtype(vocab_size: int) -> np.dtype:
 # ---------------------------------------------------------------------------------------------
 
 
-def word_boundaries(words: list[str]) -> set[int]:
-    """Character offsets where the words start (their concatenation is the sentence)."""
-    boundaries = set()
-    position = 0
-    for word in words:
-        boundaries.add(position)
-        position += len(word)
-    return boundaries
+def word_starts(
+    arrays: TokenArrays, texts: list[str], words: list[list[str] | None] | None
+) -> np.ndarray:
+    """uint8 per token of `arrays` (the tokens of `texts`): whether the token begins a word.
 
-
-def word_starts_from_words(offsets: list[tuple[int, int]], words: list[str]) -> np.ndarray:
-    """uint8 per token: 1 iff the token's first character is the first character of a word.
-
-    The first token always starts a word (its offset may be past stripped leading space).
+    A text's words (a list that concatenates to it) decide where its words begin: a token does
+    iff its first character is the first character of a word. A text without words (None) trusts
+    the tokenizer: a token begins a word unless it continues the previous one (WordPiece "##").
+    The first token of every text begins a word (its offset may be past stripped leading space).
     """
-    boundaries = word_boundaries(words)
-    starts = np.fromiter((start in boundaries for start, _ in offsets), np.uint8, len(offsets))
-    if len(starts):
-        starts[0] = 1
-    return starts
-
-
-def word_starts_from_tokenizer(continues_word: list[bool]) -> np.ndarray:
-    """uint8 per token: 1 unless the tokenizer marks the token as continuing a word."""
-    starts = np.fromiter((not flag for flag in continues_word), np.uint8, len(continues_word))
-    if len(starts):
-        starts[0] = 1
+    starts = (~arrays.continues_word).astype(np.uint8)
+    if words is not None and any(w is not None for w in words):
+        # marks over the texts joined end to end: 1 where a word starts. Each text's words are
+        # placed from the text's own start and only inside it, so words that do not add up to
+        # their text (jieba's are not checked) touch no other text's marks.
+        lists = [w if w is not None else () for w in words]
+        word_lengths = np.fromiter(map(len, chain.from_iterable(lists)), np.int64)
+        counts = np.fromiter(map(len, lists), np.int64, len(lists))
+        text_lengths = np.fromiter(map(len, texts), np.int64, len(texts))
+        text_offsets = exclusive_cumsum(text_lengths)
+        word_text = np.repeat(np.arange(len(texts)), counts)
+        ends = exclusive_cumsum(word_lengths)
+        within = ends[:-1] - ends[exclusive_cumsum(counts)[:-1]][word_text]  # from the text start
+        inside = within < text_lengths[word_text]
+        marks = np.zeros(int(text_offsets[-1]) + 1, dtype=np.uint8)
+        marks[text_offsets[word_text[inside]] + within[inside]] = 1
+        row = np.repeat(np.arange(len(texts)), arrays.lengths)
+        from_words = marks[text_offsets[row] + arrays.starts]
+        has_words = np.fromiter((w is not None for w in words), bool, len(words))
+        starts = np.where(has_words[row], from_words, starts)
+    starts[exclusive_cumsum(arrays.lengths)[:-1][arrays.lengths > 0]] = 1
     return starts
 
 
@@ -138,8 +157,8 @@ def _check_segmenter(word_segmenter: str) -> None:
         )
 
 
-def _sentence_words(document: Document, word_segmenter: str) -> list[list[str] | None]:
-    """Per sentence, the words that decide word starts, or None to trust the tokenizer."""
+def _sentence_words(document: Document, word_segmenter: str) -> list[list[str]] | None:
+    """Per sentence, the words that decide word starts; None to trust the tokenizer."""
     if word_segmenter == "jieba":
         cut = _jieba_cut()
         return [list(cut(sentence)) for sentence in document.sentences]
@@ -153,7 +172,7 @@ def _sentence_words(document: Document, word_segmenter: str) -> list[list[str] |
             if "".join(words) != sentence:
                 raise ValueError(f"Document.words do not concatenate to the sentence {sentence!r}")
         return list(document.words)
-    return [None] * len(document.sentences)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,8 +192,9 @@ class TokenStoreStats:
     dropped_documents: int = 0
 
 
-# Characters per tokenizer batch: ~300 bytes of Python objects a token, so ~100 MB at one token a
-# character (Chinese); 4096 sentences of a usual corpus stay under it.
+# Characters per tokenizer batch: ~100 bytes of arrays a character on the array path (a few MB);
+# a tokenizer read through `encode_batch` holds ~300 bytes of Python objects a token, ~100 MB at
+# one token a character (Chinese). 4096 sentences of a usual corpus stay under it.
 BATCH_CHARS = 1 << 18
 
 
@@ -197,14 +217,17 @@ def _check_ids(ids: np.ndarray, vocab_size: int) -> None:
         raise ValueError(f"tokenizer produced token id {bad} outside [0, vocab_size={vocab_size})")
 
 
-def _npy_from_raw(raw_path: Path, npy_path: Path, count: int, chunk: int = 1 << 22) -> None:
-    """Turn a raw int64 file into a .npy (whose header needs the length) in bounded memory."""
-    source = np.memmap(raw_path, dtype=np.int64, mode="r", shape=(count,)) if count else None
-    target = np.lib.format.open_memmap(npy_path, mode="w+", dtype=np.int64, shape=(count,))
-    for begin in range(0, count, chunk):
-        target[begin : begin + chunk] = source[begin : begin + chunk]
-    target.flush()
-    del target, source
+def _npy_from_raw(raw_path: Path, npy_path: Path, count: int, chunk: int = 1 << 20) -> None:
+    """Turn a raw int64 file into a .npy (whose header needs the length): the header numpy
+    writes, then the raw bytes copied through a bounded buffer. No memory map: its pages would
+    count as this process's memory, growing with the corpus."""
+    header = {"descr": "<i8", "fortran_order": False, "shape": (count,)}
+    with open(npy_path, "wb") as target:
+        np.lib.format.write_array_header_1_0(target, header)
+        with open(raw_path, "rb") as source:
+            shutil.copyfileobj(source, target, chunk)
+        target.flush()
+        os.fsync(target.fileno())
     raw_path.unlink()
 
 
@@ -237,7 +260,8 @@ class _StoreWriter:
         self.pending: list[tuple[Document, bool]] = []
         self.pending_sentences = 0
         self.pending_chars = 0
-        self.open_kept = 0  # sentences kept so far of a document whose end is still to come
+        # sentences written, those of a document whose end is still to come included
+        self.kept_sentences = 0
         self.directory.mkdir(parents=True, exist_ok=True)
         # An old meta.json would vouch for files about to be overwritten: remove it first.
         (self.directory / META_FILE).unlink(missing_ok=True)
@@ -252,8 +276,8 @@ class _StoreWriter:
         return self.directory / (npy_name + ".raw")
 
     @staticmethod
-    def _write_offsets(file: BinaryIO, values: list[int]) -> None:
-        file.write(np.asarray(values, dtype=np.int64).tobytes())
+    def _write_offsets(file: BinaryIO, values: Any) -> None:
+        file.write(np.ascontiguousarray(values, dtype=np.int64))
 
     def _full(self) -> bool:
         return (
@@ -261,66 +285,77 @@ class _StoreWriter:
         )
 
     def add(self, document: Document) -> None:
-        if not document.sentences:
+        sentences = document.sentences
+        if not sentences:
             self.stats.dropped_documents += 1
             return
+        chars = sum(map(len, sentences))
+        if (
+            self.pending_sentences + len(sentences) < self.batch_sentences
+            and self.pending_chars + chars < self.batch_chars
+        ):  # the usual case: the whole document fits in the batch
+            self.pending.append((document, True))
+            self.pending_sentences += len(sentences)
+            self.pending_chars += chars
+            return
         first = 0  # the first sentence not yet pending
-        for index, sentence in enumerate(document.sentences):
+        for index, sentence in enumerate(sentences):
             self.pending_sentences += 1
             self.pending_chars += len(sentence)
-            if self._full() and index + 1 < len(document.sentences):  # the document goes on
+            if self._full() and index + 1 < len(sentences):  # the document goes on
                 self.pending.append((_sentence_slice(document, first, index + 1), False))
                 first = index + 1
                 self.flush()
-        self.pending.append((_sentence_slice(document, first, len(document.sentences)), True))
+        self.pending.append((_sentence_slice(document, first, len(sentences)), True))
         if self._full():
             self.flush()
 
+    def _words(self) -> list[list[str] | None] | None:
+        """Per pending sentence, the words that decide its word starts (None: the tokenizer's
+        flags); None when no pending sentence has words."""
+        per_document = [
+            _sentence_words(document, self.word_segmenter) for document, _ in self.pending
+        ]
+        if all(words is None for words in per_document):
+            return None
+        out: list[list[str] | None] = []
+        for (document, _), words in zip(self.pending, per_document, strict=True):
+            out.extend(words if words is not None else [None] * len(document.sentences))
+        return out
+
     def flush(self) -> None:
-        """Tokenize the pending documents in one `encode_batch` call and append them."""
+        """Tokenize the pending documents in one batch and append them to the files."""
         if not self.pending:
             return
         sentences = [sentence for document, _ in self.pending for sentence in document.sentences]
-        encodings = iter(self.tokenizer.encode_batch(sentences))
-        token_chunks: list[list[int]] = []
-        start_chunks: list[np.ndarray] = []
-        sentence_ends: list[int] = []
-        document_ends: list[int] = []
-        num_tokens = self.stats.num_tokens
-        for document, ends_document in self.pending:
-            for words in _sentence_words(document, self.word_segmenter):
-                encoding = next(encodings)
-                if not encoding.ids:
-                    self.stats.dropped_sentences += 1
-                    continue
-                token_chunks.append(encoding.ids)
-                if words is None:
-                    start_chunks.append(word_starts_from_tokenizer(encoding.continues_word))
-                else:
-                    start_chunks.append(word_starts_from_words(encoding.offsets, words))
-                num_tokens += len(encoding.ids)
-                sentence_ends.append(num_tokens)
-                self.open_kept += 1
-            if not ends_document:
-                continue
-            if self.open_kept:
-                self.stats.num_sentences += self.open_kept
-                document_ends.append(self.stats.num_sentences)
-            else:
-                self.stats.dropped_documents += 1
-            self.open_kept = 0
-        total = num_tokens - self.stats.num_tokens
-        ids = np.fromiter(chain.from_iterable(token_chunks), dtype=np.int64, count=total)
-        _check_ids(ids, self.vocab_size)
+        words = self._words()
+        arrays = encode_arrays(self.tokenizer, sentences, with_starts=words is not None)
+        starts = word_starts(arrays, sentences, words)
+        _check_ids(arrays.ids, self.vocab_size)
         if self.unk_id is not None:
-            self.stats.num_unknown_tokens += int(np.count_nonzero(ids == self.unk_id))
-        self.tokens_file.write(ids.astype(self.dtype).tobytes())
-        if start_chunks:
-            self.word_starts_file.write(np.concatenate(start_chunks).tobytes())
+            self.stats.num_unknown_tokens += int(np.count_nonzero(arrays.ids == self.unk_id))
+        self.tokens_file.write(arrays.ids.astype(self.dtype))
+        self.word_starts_file.write(starts)
+
+        # sentences with no token are dropped, documents with no sentence left too
+        kept = arrays.lengths > 0
+        self.stats.dropped_sentences += int(len(kept) - np.count_nonzero(kept))
+        sentence_ends = self.stats.num_tokens + np.cumsum(arrays.lengths[kept])
+        self.stats.num_tokens += len(arrays.ids)
         self._write_offsets(self.sentence_offsets_file, sentence_ends)
-        self._write_offsets(self.document_offsets_file, document_ends)
-        self.stats.num_tokens = num_tokens
-        self.stats.num_documents += len(document_ends)
+        # sentences kept so far after each pending slice, at the slices that end a document
+        slice_sizes = np.fromiter((len(d.sentences) for d, _ in self.pending), np.int64)
+        ends_document = np.fromiter((ends for _, ends in self.pending), bool)
+        kept_so_far = self.kept_sentences + exclusive_cumsum(kept)
+        document_ends = kept_so_far[exclusive_cumsum(slice_sizes)[1:][ends_document]]
+        previous = np.concatenate([[self.stats.num_sentences], document_ends[:-1]])
+        with_sentences = document_ends > previous
+        self.stats.dropped_documents += int(len(document_ends) - np.count_nonzero(with_sentences))
+        self._write_offsets(self.document_offsets_file, document_ends[with_sentences])
+        self.stats.num_documents += int(np.count_nonzero(with_sentences))
+        if len(document_ends):
+            self.stats.num_sentences = int(document_ends[-1])
+        self.kept_sentences = int(kept_so_far[-1])
         self.pending = []
         self.pending_sentences = self.pending_chars = 0
 

@@ -1,5 +1,7 @@
 """Pieces the experiment scripts share: a `python -m` entry with checked overrides and training a
-synthetic-data model in a resumable run folder (tables and plots: selfsup.reporting)."""
+synthetic-data model in a resumable run folder (tables and plots: selfsup.reporting). Importing
+it imports no torch: an experiment's command line (`selfsup experiment NAME --help`) is built
+from its torch-free X_config.py module, and the experiment runs once the flags are read."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ from typing import Any
 
 from selfsup.config import apply_overrides, field_help, iter_fields
 from selfsup.errors import UserError
-from selfsup.models.transformer import TransformerConfig
-from selfsup.trainer import TrainConfig, train
+from selfsup.models.transformer_config import TransformerConfig
+from selfsup.trainer_config import TrainConfig
 
 
 def synthetic_model(
@@ -60,6 +62,8 @@ def synthetic_training(
 def train_in_folder(model, data, train_cfg, run_dir: Path, eval_extra=None) -> dict[str, float]:
     """Train with the shared loop, continuing from the folder's last checkpoint if it has one
     (an interrupted experiment is resumed by running the same command again)."""
+    from selfsup.trainer import train
+
     return train(model, data, train_cfg, run_dir, resume=True, eval_extra=eval_extra)
 
 

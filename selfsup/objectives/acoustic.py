@@ -48,14 +48,12 @@ Deviations, all deliberate:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.config import option
 from selfsup.data.frames import (
     NO_SPAN,
     RANDOM_FRAMES,
@@ -67,9 +65,9 @@ from selfsup.data.frames import (
     place_spans,
     tera_batch,
 )
-from selfsup.errors import UserError
 from selfsup.models.acoustic import AcousticEncoder
 from selfsup.models.transformer import TransformerConfig, init_weights
+from selfsup.objectives.acoustic_config import AcousticObjectiveConfig
 from selfsup.objectives.base import LossTerm, StepOutput
 from selfsup.objectives.bert_pretraining import check_objectives
 
@@ -93,19 +91,6 @@ __all__ = [  # the corruption's names stay importable from here, where they were
     "place_spans",
     "tera_batch",
 ]
-
-
-@dataclass
-class AcousticObjectiveConfig:
-    """Settings of the objectives themselves (the corruption is `FrameMaskingConfig`)."""
-
-    time_shift: int = option(
-        3, "APC: the output at frame t predicts frame t + time_shift (s3prl's APC recipe: 5)"
-    )
-
-    def validate(self) -> None:
-        if self.time_shift < 1:
-            raise UserError(f"objective.time_shift must be >= 1, got {self.time_shift}")
 
 
 class FramePredictionHead(nn.Module):

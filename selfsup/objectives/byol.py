@@ -27,24 +27,16 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from selfsup.batch import per_rank
-from selfsup.config import option
 from selfsup.models.vision import MLPHead, VisionModelConfig, build_backbone
 from selfsup.objectives.base import LossTerm, StepOutput
+from selfsup.objectives.byol_config import BYOLConfig
 from selfsup.objectives.chunked import encode_in_chunks
-
-
-@dataclass
-class BYOLConfig:
-    tau_base: float = option(
-        0.99, "target EMA rate at the start, raised to 1 by a cosine (BYOL: 0.996; CIFAR: 0.99)"
-    )
 
 
 def target_decay(step: int, total_steps: int, tau_base: float) -> float:

@@ -24,25 +24,16 @@ rank's images.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from selfsup.batch import per_rank
-from selfsup.config import option
 from selfsup.distributed import gather_rows
 from selfsup.models.vision import MLPHead, VisionModelConfig, build_backbone
 from selfsup.objectives.base import LossTerm, StepOutput
 from selfsup.objectives.chunked import encode_in_chunks
-
-
-@dataclass
-class SimCLRConfig:
-    temperature: float = option(
-        0.5, "NT-Xent temperature tau (SimCLR's CIFAR-10 runs: 0.5; solo-learn: 0.2)"
-    )
+from selfsup.objectives.simclr_config import SimCLRConfig
 
 
 def nt_xent(

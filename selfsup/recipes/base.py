@@ -1,9 +1,7 @@
-"""What a recipe is, and the one lifecycle that runs any of them.
+"""The one lifecycle that runs any recipe (what a recipe is: selfsup/recipes/recipe.py).
 
-A recipe is one run type: BERT or GPT pretraining on text, SimCLR or BYOL on images, fine-tuning
-an encoder on labels (and any added later). It names its config class and presets and supplies
-four functions; `run_recipe` does everything else, the same way for all of them (torchtitan's
-TrainSpec and solo-learn's method registry play this part in those projects):
+A recipe names its config class and presets and supplies four functions; `run_recipe` does
+everything else, the same way for all of them:
 
     run folder   create (or reopen with --resume), locked for this process until the run ends:
                  a second process on it is refused (selfsup/runs.py)
@@ -32,9 +30,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,60 +41,10 @@ from selfsup import distributed
 from selfsup.config import run_config_changes, save_config, save_run_config
 from selfsup.io import atomic_write_json
 from selfsup.memory import check_model_fits
+from selfsup.recipes.recipe import LoadedRun, Plan, Recipe  # noqa: F401 (re-export)
 from selfsup.reporting import plot_loss_curve
 from selfsup.runs import CONFIG, RunFolder
-from selfsup.trainer import BatchSource, resolve_device, train
-
-
-@dataclass
-class Plan:
-    """What recipe.data hands to the training loop, and what recipe.finish needs afterwards."""
-
-    data: BatchSource
-    title: str  # the loss curve's title
-    eval_extra: Callable[[nn.Module], dict[str, float]] | None = None  # metrics beside eval loss
-    after_step: Callable[[nn.Module, int], None] | None = None  # e.g. BYOL's EMA target update
-    state: dict[str, Any] = field(default_factory=dict)  # recipe-private, for build_model / finish
-
-
-@dataclass
-class LoadedRun:
-    """A finished (or checkpointed) run reopened for use: what `Recipe.load` returns."""
-
-    folder: RunFolder
-    config: Any
-    model: nn.Module  # in eval mode, on the device asked for
-    tokenizer: Any = None  # text runs
-    task: Any = None  # fine-tuned runs: the task (tokenizer, labels, QA windows)
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """One run type. `setup(cfg, run) -> state` checks the config, reads the inputs and completes
-    the config (nothing in the folder marks it a run yet); `data(cfg, run, state) -> Plan`;
-    `build_model(cfg, state) -> nn.Module` (called under the seed); `finish(cfg, run, model, plan,
-    metrics) -> metrics`; `load(run, device)` reopens a finished run for use."""
-
-    name: str  # the registry key: --arch of `selfsup pretrain`, or "finetune"
-    kind: str  # run.json's kind: "pretraining" or "finetune"
-    arch: str  # run.json's arch
-    summary: str  # one line for --help
-    config_class: type
-    presets: Mapping[str, Callable[[], Any]]  # the first is the default
-    setup: Callable[[Any, RunFolder], dict[str, Any]]
-    data: Callable[[Any, RunFolder, dict[str, Any]], Plan]
-    build_model: Callable[[Any, dict[str, Any]], nn.Module]
-    load: Callable[[RunFolder, str], LoadedRun]
-    finish: Callable[[Any, RunFolder, nn.Module, Plan, dict[str, float]], dict[str, float]] = (
-        lambda cfg, run, model, plan, metrics: metrics
-    )
-    # CLI shortcuts: flag -> config key (e.g. --corpus -> data.corpus), and the --help epilog
-    shortcuts: Mapping[str, tuple[str, str]] = field(default_factory=dict)
-    epilog: str = ""
-
-    @property
-    def default_preset(self) -> str:
-        return next(iter(self.presets))
+from selfsup.trainer import resolve_device, train
 
 
 def initialised_model(recipe: Recipe, cfg: Any, state: dict[str, Any] | None = None) -> nn.Module:

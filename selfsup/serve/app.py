@@ -560,13 +560,14 @@ def serve(
     images: str | None = None,
     device: str = "auto",
     say: Callable[[str], None] | None = None,
+    dtype: str = "float32",
 ) -> None:
     """Load every run once, then serve the page and the API until Ctrl-C."""
     from selfsup.trainer import resolve_device
 
     say = say or functools.partial(print, flush=True)  # the URL shows at once, piped or not
     start = time.perf_counter()
-    runs = load_served_runs(paths, images, str(resolve_device(device)))
+    runs = load_served_runs(paths, images, str(resolve_device(device)), dtype)
     server, sock = listening_server(build_app(runs, is_loopback(host)), host, port)
     for served in runs.values():
         say(f"  {served.name:24s} {served.mode:15s} {served.path}")

@@ -53,13 +53,14 @@ class ServedRun:
         return info
 
 
-def _load(path: Path, device: str) -> tuple[str, LoadedRun]:
-    """(mode, loaded run) of one run folder, with the loader each run type already has."""
+def _load(path: Path, device: str, dtype: str = "float32") -> tuple[str, LoadedRun]:
+    """(mode, loaded run) of one run folder, with the loader each run type already has
+    (`dtype`: fine-tuned runs only)."""
     from selfsup.inference.answer import load_finetuned  # imports torch and the recipes
 
     folder = None if is_hf_checkpoint(path) else RunFolder.open(path)
     if folder is None or folder.kind == "finetune":
-        run = load_finetuned(path, device)
+        run = load_finetuned(path, device, dtype)
         return run.config.task.kind, run
     arch = folder.arch
     if arch == "bert":
@@ -95,7 +96,10 @@ def run_names(paths: Sequence[Path]) -> list[str]:
 
 
 def load_served_runs(
-    paths: Sequence[str | Path], images: str | Path | None = None, device: str = "cpu"
+    paths: Sequence[str | Path],
+    images: str | Path | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> dict[str, ServedRun]:
     """Every run loaded once, by name; image runs index the `images` folder, which they need."""
     if not paths:
@@ -103,7 +107,7 @@ def load_served_runs(
     paths = [Path(p) for p in paths]
     served: dict[str, ServedRun] = {}
     for name, path in zip(run_names(paths), paths):
-        mode, run = _load(path, device)
+        mode, run = _load(path, device, dtype)
         entry = ServedRun(name, path, mode, run)
         if mode == "images":
             if images is None:
