@@ -125,12 +125,13 @@ def pad_prediction_rows(
     number of masked tokens, which changes from batch to batch (153 to 295 at 15% of 16 x 128
     tokens: 112 sizes in 1,000 steps), and so do its (M, V) logits, log-probabilities and their
     gradients, a few MB each. On CPU these buffers live in glibc's heap, where a block of a new
-    size splits the free block of another size: the heap grew by ~1 MB a step and the resident
-    memory of a 1,000-step run by 17% after warm-up, though the live tensors stayed the same.
-    Rounded up to a multiple of 64, M takes 3 sizes there: the heap reuses its blocks and the
-    resident memory stays flat (docs/PERFORMANCE.md, "Memory"). The cost is 32 rows of the head
-    on average (0.5% of a step there); calling malloc_trim (selfsup.trainer) does not fix this:
-    the next step touches the released pages again, at one page fault per 4 KB."""
+    size splits the free block of another size: the heap grew by ~1 MB a step and the peak
+    resident memory of a 1,000-step run by 16% after warm-up, though the live tensors stayed the
+    same. Rounded up to a multiple of 64, M takes 3 sizes there: the heap reuses its blocks and
+    the peak stays within 3.4% (docs/PERFORMANCE.md, "Memory"). The cost is 32 more rows of the
+    head on average (~0.5% of a step's FLOPs there; no slower step measured). Calling
+    malloc_trim (selfsup.trainer) does not do this: the next steps touch the released pages
+    again, one page fault per 4 KB."""
     pad = -targets.numel() % multiple
     if pad == 0:
         return hidden, targets

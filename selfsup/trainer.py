@@ -276,12 +276,14 @@ TRIM_SECONDS = 30.0  # how often the loop hands freed memory back (see release_f
 
 
 def release_freed_memory() -> None:
-    """Hand the memory of freed tensors back to the OS. glibc keeps it in its heap, fragmented
-    (activation sizes vary from step to step, with the number of masked tokens), so on CPU a
-    run's resident memory grew by ~5-10 MB a step: 2.2 GB after the demo's 300 pretraining
-    steps, for a 4.5M-parameter model that needs 0.8 GB. Each call costs about one step's page
-    faults (~20% of a step) when the memory is used again, so the loop calls it every
-    TRIM_SECONDS, not every step: ~1% of the time, and the growth stays below ~300 MB."""
+    """Hand the memory of freed tensors back to the OS (glibc's malloc_trim; elsewhere nothing).
+    It lowers the resident memory between steps and between the phases of one process (the
+    demo's pretraining, then its fine-tuning), not the peak inside the steps: the next steps
+    touch the released pages of the heap again, one page fault per 4 KB (~130,000 after a call
+    in BERT pretraining: ~0.25 s, half a step, on this project's machines). So the loop calls it
+    every TRIM_SECONDS (~1% of the time); every 10 steps it cost 5% and the peak kept growing.
+    What keeps the peak flat is buffers of few sizes, whose heap blocks are reused
+    (selfsup.memory.pad_prediction_rows; docs/PERFORMANCE.md, "Memory")."""
     _MALLOC_TRIM(0)
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.batch import IGNORE_INDEX
+from selfsup.memory import pad_prediction_rows
 
 
 class MaskedLMHead(nn.Module):
@@ -53,8 +54,11 @@ def masked_lm_loss(
     """Cross entropy at the masked positions only, with the projection computed only there."""
     where = labels != IGNORE_INDEX  # (B, T)
     targets = labels[where]  # (M,)
-    logits = head(hidden_states[where], word_embeddings)  # (M, C) -> (M, V)
-    loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
+    # rows padded to a multiple of 64, ignored by the loss: few buffer sizes, a flat CPU heap
+    rows, row_targets = pad_prediction_rows(hidden_states[where], targets)  # (M', C), (M',)
+    logits = head(rows, word_embeddings)  # (M', V)
+    loss_sum = F.cross_entropy(logits.float(), row_targets, reduction="sum")
+    logits = logits[: targets.numel()]  # (M, V): the masked positions
     with torch.no_grad():
         top5 = logits.topk(min(5, logits.shape[-1]), dim=-1).indices  # (M, 5)
         correct = (top5[:, 0] == targets).sum()
