@@ -19,7 +19,7 @@ from selfsup.data.frames_config import FrameMaskingConfig
 from selfsup.errors import UserError
 from selfsup.models.transformer_config import TransformerConfig
 from selfsup.objectives.acoustic_config import AcousticObjectiveConfig
-from selfsup.recipes.recipe import LazyFunction, Recipe
+from selfsup.recipes.recipe import Recipe, lazy_recipe
 from selfsup.trainer_config import TrainConfig
 
 FSDD = "fsdd"
@@ -250,17 +250,14 @@ FUNCTIONS = "selfsup.recipes.audio"  # the recipes' features, batches and models
 
 
 def _audio_recipe(arch: str, summary: str) -> Recipe:
-    return Recipe(
+    return lazy_recipe(
+        FUNCTIONS,
         name=arch,
         kind="pretraining",
         arch=arch,
         summary=summary,
         config_class=AudioPretrainConfig,
         presets={name: functools.partial(make, arch) for name, make in PRESETS.items()},
-        setup=LazyFunction(FUNCTIONS, "setup"),
-        data=LazyFunction(FUNCTIONS, "data"),
-        build_model=LazyFunction(FUNCTIONS, "build_model"),
-        load=LazyFunction(FUNCTIONS, "load"),
         shortcuts={
             "--dataset": ("data.dataset", "speech to learn from (fsdd or a folder of WAVs)")
         },

@@ -14,7 +14,7 @@ from selfsup.config import load_config, option
 from selfsup.data.catalog_config import LabelledDataConfig
 from selfsup.errors import UserError
 from selfsup.models.transformer_config import TransformerConfig
-from selfsup.recipes.recipe import LazyFunction, Recipe
+from selfsup.recipes.recipe import lazy_recipe
 from selfsup.recipes.text_config import TokenizerConfig
 from selfsup.tasks.qa_windows_config import FINETUNE_WINDOWS, WindowConfig
 from selfsup.trainer_config import TrainConfig
@@ -128,18 +128,15 @@ PRESETS = {"tiny": preset_tiny, "small": preset_small}
 # ---------------------------------------------------------------- the recipe
 FUNCTIONS = "selfsup.recipes.finetune"  # the recipe's init, tasks, batches and scoring (torch)
 
-FINETUNE = Recipe(
+FINETUNE = lazy_recipe(
+    FUNCTIONS,
     name="finetune",
     kind="finetune",
     arch="bert",
     summary="an encoder and a fresh task head, trained on labelled data",
     config_class=FinetuneConfig,
     presets={"small": preset_small, "tiny": preset_tiny},
-    setup=LazyFunction(FUNCTIONS, "setup"),
-    data=LazyFunction(FUNCTIONS, "data"),
-    build_model=LazyFunction(FUNCTIONS, "build_model"),
-    load=LazyFunction(FUNCTIONS, "load"),
-    finish=LazyFunction(FUNCTIONS, "score_test"),
+    finish="score_test",
 )
 
 

@@ -89,3 +89,14 @@ class LazyFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return getattr(importlib.import_module(self.module), self.name)(*args, **kwargs)
+
+
+def lazy_recipe(
+    module: str, data: str = "data", finish: str | None = None, **fields: Any
+) -> Recipe:
+    """A Recipe whose setup, data, build_model, load (and finish, when named) are the functions of
+    those names in `module`, imported at their first call; `fields` are the Recipe's others."""
+    functions = {name: name for name in ("setup", "build_model", "load")} | {"data": data}
+    if finish is not None:
+        functions["finish"] = finish
+    return Recipe(**{key: LazyFunction(module, name) for key, name in functions.items()}, **fields)

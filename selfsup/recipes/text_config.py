@@ -14,7 +14,7 @@ from selfsup.config import load_config, option
 from selfsup.data.masking_config import MaskingConfig
 from selfsup.errors import UserError
 from selfsup.models.transformer_config import TransformerConfig
-from selfsup.recipes.recipe import LazyFunction, Recipe
+from selfsup.recipes.recipe import Recipe, lazy_recipe
 from selfsup.trainer_config import TrainConfig
 
 # what each architecture trains when no objectives are named
@@ -284,18 +284,16 @@ FUNCTIONS = "selfsup.recipes.text"  # the recipes' tokenizer, batches and models
 
 
 def _text_recipe(arch: str, summary: str) -> Recipe:
-    return Recipe(
+    return lazy_recipe(
+        FUNCTIONS,
         name=arch,
         kind="pretraining",
         arch=arch,
         summary=summary,
         config_class=PretrainConfig,
         presets=PRESETS,
-        setup=LazyFunction(FUNCTIONS, "setup"),
-        data=LazyFunction(FUNCTIONS, f"{arch}_data"),
-        build_model=LazyFunction(FUNCTIONS, "build_model"),
-        load=LazyFunction(FUNCTIONS, "load"),
-        finish=LazyFunction(FUNCTIONS, "add_perplexity"),
+        data=f"{arch}_data",
+        finish="add_perplexity",
         shortcuts={
             "--corpus": ("data.corpus", "text to learn from"),
             "--objectives": (

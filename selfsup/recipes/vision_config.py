@@ -18,7 +18,7 @@ from selfsup.errors import UserError
 from selfsup.models.vision_config import VisionModelConfig
 from selfsup.objectives.byol_config import BYOLConfig
 from selfsup.objectives.simclr_config import SimCLRConfig
-from selfsup.recipes.recipe import LazyFunction, Recipe
+from selfsup.recipes.recipe import Recipe, lazy_recipe
 from selfsup.trainer_config import TrainConfig
 
 EPILOG = """\
@@ -178,17 +178,14 @@ FUNCTIONS = "selfsup.recipes.vision"  # the recipes' images, views and models (t
 
 
 def _vision_recipe(arch: str, summary: str) -> Recipe:
-    return Recipe(
+    return lazy_recipe(
+        FUNCTIONS,
         name=arch,
         kind="pretraining",
         arch=arch,
         summary=summary,
         config_class=VisionPretrainConfig,
         presets={name: functools.partial(make, arch) for name, make in PRESETS.items()},
-        setup=LazyFunction(FUNCTIONS, "setup"),
-        data=LazyFunction(FUNCTIONS, "data"),
-        build_model=LazyFunction(FUNCTIONS, "build_model"),
-        load=LazyFunction(FUNCTIONS, "load"),
         shortcuts={"--dataset": ("data.dataset", "images to learn from")},
         epilog=EPILOG,
     )
